@@ -1,0 +1,395 @@
+"""The log engine: the append path (validate, batch, commit, sign, receipts)
+and the read path (entries, proofs, tiles).  Knows nothing of HTTP.
+
+One writer thread per log and process holds a queue of pending appends and
+has at most one commit in flight; while a commit runs new appends gather and
+form the next batch (group commit, no fixed sleep).  A request is never split
+across batches, so a batch request is all or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ironlog.entry import PreparedEntry
+from ironlog.errors import (
+    IntegrityError,
+    InvalidRequestError,
+    IronlogError,
+    LogUnavailableError,
+    NotFoundError,
+)
+from ironlog.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
+from ironlog.note import Checkpoint, Signer, Verifier, open_checkpoint
+from ironlog.store.base import Head, LogInfo, LogStore, Query
+from ironlog.tiles import TILE_HEIGHT, TILE_WIDTH, NodeReader, TileBuilder, encode_bundle
+from ironlog.tlogproof import TlogProof
+
+log = logging.getLogger("ironlog.engine")
+
+MAX_BATCH_ENTRIES = 10_000
+MAX_BATCH_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What an append of one entry returns: enough to verify it offline."""
+
+    index: int
+    leaf_hash: bytes
+    entry: bytes
+    checkpoint: str
+    inclusion_proof: tuple[bytes, ...]
+
+    def tlog_proof(self) -> TlogProof:
+        return TlogProof(self.index, self.inclusion_proof, self.checkpoint)
+
+
+@dataclass(frozen=True)
+class BatchReceipt:
+    first_index: int
+    count: int
+    checkpoint: str
+    size: int
+
+
+@dataclass
+class _Request:
+    entries: Sequence[PreparedEntry]
+    proofs: bool
+    future: Future[BatchReceipt | list[Receipt]] = field(default_factory=Future)
+    nbytes: int = 0
+
+
+class LogWriter:
+    """The single writer of one log in this process."""
+
+    def __init__(self, owner: Log) -> None:
+        self._log = owner
+        self._store = owner.store
+        self._cond = threading.Condition()
+        self._queue: deque[_Request] = deque()
+        self._closing = False
+        durability = owner.info.durability
+        self._interval = durability.interval_ms / 1000 if durability.mode == "interval" else None
+        self._last_sync = time.monotonic()
+        self._dirty = False
+        self.batch_sizes: deque[int] = deque(maxlen=1024)
+        self.commit_seconds: deque[float] = deque(maxlen=1024)
+        self._thread = threading.Thread(
+            target=self._run, name=f"ironlog-writer-{owner.info.path}", daemon=True
+        )
+        self._thread.start()
+
+    def submit(
+        self, entries: Sequence[PreparedEntry], proofs: bool
+    ) -> Future[BatchReceipt | list[Receipt]]:
+        req = _Request(entries, proofs, nbytes=sum(len(e.data) for e in entries))
+        with self._cond:
+            if self._closing:
+                raise LogUnavailableError(f"log {self._log.info.path} is closed")
+            self._queue.append(req)
+            self._cond.notify()
+        return req.future
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                timeout = None
+                if self._dirty and self._interval is not None:
+                    timeout = max(0.0, self._last_sync + self._interval - time.monotonic())
+                    if timeout == 0.0:
+                        return []
+                self._cond.wait(timeout)
+                if not self._queue and self._dirty and self._interval is not None:
+                    if time.monotonic() >= self._last_sync + self._interval:
+                        return []
+            batch = [self._queue.popleft()]
+            count, nbytes = len(batch[0].entries), batch[0].nbytes
+            while self._queue:
+                nxt = self._queue[0]
+                if (
+                    count + len(nxt.entries) > MAX_BATCH_ENTRIES
+                    or nbytes + nxt.nbytes > MAX_BATCH_BYTES
+                ):
+                    break
+                batch.append(self._queue.popleft())
+                count += len(nxt.entries)
+                nbytes += nxt.nbytes
+            return batch
+
+    def _sync(self) -> None:
+        try:
+            self._store.sync()
+        except OSError as e:  # an fsync failure is a durability failure: fail closed
+            self._log.mark_unhealthy(f"fsync failed: {e}")
+        self._last_sync = time.monotonic()
+        self._dirty = False
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                if self._dirty:
+                    self._sync()
+                return
+            if not batch:  # interval mode: time to fsync
+                self._sync()
+                continue
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        entries = [e for r in batch for e in r.entries]
+        started = time.perf_counter()
+        try:
+            self._log.check_writable()
+            result = self._store.append(entries, self._log.sign)
+        except IronlogError as e:
+            for r in batch:
+                r.future.set_exception(e)
+            return
+        except Exception:  # never let the writer die; never leak internals
+            log.exception("append to %s failed", self._log.info.path)
+            err = LogUnavailableError(f"append to {self._log.info.path} failed")
+            for r in batch:
+                r.future.set_exception(err)
+            return
+        self.commit_seconds.append(time.perf_counter() - started)
+        self.batch_sizes.append(len(entries))
+        if self._interval is not None:
+            self._dirty = True
+            if time.monotonic() - self._last_sync >= self._interval:
+                self._sync()
+        head = result.head
+        index = result.first_index
+        for r in batch:
+            try:
+                if r.proofs:
+                    receipts = []
+                    for i, e in enumerate(r.entries):
+                        proof = self._log.inclusion_proof(index + i, head.size)
+                        receipts.append(
+                            Receipt(index + i, e.leaf, e.data, head.checkpoint, tuple(proof))
+                        )
+                    r.future.set_result(receipts)
+                else:
+                    r.future.set_result(
+                        BatchReceipt(index, len(r.entries), head.checkpoint, head.size)
+                    )
+            except IronlogError as e:
+                r.future.set_exception(e)
+            index += len(r.entries)
+
+
+class Log:
+    """One log of one tenant: appends, reads, proofs and its integrity state."""
+
+    def __init__(self, info: LogInfo, store: LogStore, signer: Signer) -> None:
+        self.info = info
+        self.store = store
+        self.signer = signer.for_name(info.origin)
+        self.verifier: Verifier = self.signer.verifier()
+        self._nodes = NodeReader(store.tile)
+        self._nodes_lock = threading.Lock()
+        self._writer: LogWriter | None = None
+        self._writer_lock = threading.Lock()
+        self.unhealthy: str | None = None
+        try:
+            self.check_head()
+        except IntegrityError as e:
+            self.unhealthy = str(e)
+            log.error("log %s refused for writing: %s", info.path, e)
+
+    # -- integrity -------------------------------------------------------------
+    def check_head(self) -> None:
+        """The root recomputed from stored tiles must equal the last signed checkpoint's."""
+        where = f"log {self.info.path}"
+        head = self.store.head()
+        latest = None
+        for size, note in self.store.checkpoints(head.size):
+            latest = (size, note)
+        if head.size == 0:
+            if latest is not None or head.checkpoint:
+                raise IntegrityError(f"{where}: head is empty but checkpoints exist")
+            return
+        if latest is None or latest[0] != head.size or latest[1] != head.checkpoint:
+            raise IntegrityError(f"{where}: head does not match the last stored checkpoint")
+        try:
+            cp = open_checkpoint(head.checkpoint, self.verifier).checkpoint
+        except IronlogError as e:
+            raise IntegrityError(f"{where}: last checkpoint does not verify: {e}") from e
+        if cp.size != head.size or cp.root != head.root:
+            raise IntegrityError(f"{where}: head differs from its signed checkpoint")
+        partial = []
+        level = 0
+        while head.size >> (TILE_HEIGHT * level):
+            partial.append(self.store.tile(level, head.size >> (TILE_HEIGHT * (level + 1))) or b"")
+            level += 1
+        try:
+            root = TileBuilder(head.size, partial).root()
+        except IronlogError as e:
+            raise IntegrityError(f"{where}: stored tiles are inconsistent: {e}") from e
+        if root != cp.root:
+            raise IntegrityError(
+                f"{where}: root recomputed from stored tiles differs from the signed "
+                f"checkpoint at size {cp.size}"
+            )
+        last_full = head.size - head.size % TILE_WIDTH
+        tail = self.store.entries(last_full, head.size + 1)
+        if len(tail) != head.size - last_full:
+            raise IntegrityError(f"{where}: entry count differs from the tree size {head.size}")
+        level0 = partial[0][: (head.size - last_full) * 32] if partial else b""
+        if b"".join(leaf_hash(e) for e in tail) != level0:
+            raise IntegrityError(f"{where}: latest entries do not match their tile")
+
+    def mark_unhealthy(self, reason: str) -> None:
+        self.unhealthy = reason
+        log.error("log %s refused for writing: %s", self.info.path, reason)
+
+    def check_writable(self) -> None:
+        if self.unhealthy is not None:
+            raise IntegrityError(f"log {self.info.path} refuses writes: {self.unhealthy}")
+
+    # -- writing ---------------------------------------------------------------
+    def sign(self, size: int, root: bytes) -> str:
+        return Checkpoint(self.info.origin, size, root).sign(self.signer)
+
+    def _writer_(self) -> LogWriter:
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = LogWriter(self)
+        return self._writer
+
+    def submit(
+        self, entries: Sequence[PreparedEntry], proofs: bool
+    ) -> Future[BatchReceipt | list[Receipt]]:
+        if not entries:
+            raise InvalidRequestError("nothing to append")
+        self.check_writable()
+        return self._writer_().submit(entries, proofs)
+
+    def append_batch(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
+        """Append all or nothing; answered after the batch is durable."""
+        res = self.submit(entries, proofs=False).result()
+        assert isinstance(res, BatchReceipt)
+        return res
+
+    def append(self, entry: PreparedEntry) -> Receipt:
+        res = self.submit([entry], proofs=True).result()
+        assert isinstance(res, list)
+        return res[0]
+
+    async def append_async(self, entry: PreparedEntry) -> Receipt:
+        res = await asyncio.wrap_future(self.submit([entry], proofs=True))
+        assert isinstance(res, list)
+        return res[0]
+
+    async def append_batch_async(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
+        res = await asyncio.wrap_future(self.submit(entries, proofs=False))
+        assert isinstance(res, BatchReceipt)
+        return res
+
+    def writer_stats(self) -> dict[str, float]:
+        w = self._writer
+        if w is None or not w.batch_sizes:
+            return {}
+        return {
+            "batches_recent": len(w.batch_sizes),
+            "mean_batch": sum(w.batch_sizes) / len(w.batch_sizes),
+            "mean_commit_ms": 1000 * sum(w.commit_seconds) / len(w.commit_seconds),
+        }
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.store.close()
+
+    # -- reading ---------------------------------------------------------------
+    def head(self) -> Head:
+        return self.store.head()
+
+    def _size(self, size: int | None) -> int:
+        current = self.store.head().size
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise InvalidRequestError(f"tree size {size} is not between 0 and {current}")
+        return size
+
+    def checkpoint(self, size: int | None = None) -> str:
+        if size is None:
+            head = self.store.head()
+            if head.size == 0:
+                raise NotFoundError(f"log {self.info.path} is empty: no checkpoint yet")
+            return head.checkpoint
+        note = self.store.checkpoint(size)
+        if note is None:
+            raise NotFoundError(f"no checkpoint was signed at size {size}")
+        return note
+
+    def _node(self, height: int, index: int) -> bytes:
+        with self._nodes_lock:
+            return self._nodes.node(height, index)
+
+    def root(self, size: int) -> bytes:
+        return tree_root(size, self._node)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        size = self._size(size)
+        if not 0 <= index < size:
+            raise InvalidRequestError(f"index {index} is not below tree size {size}")
+        return inclusion_proof(index, size, self._node)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        size2 = self._size(size2)
+        if not 1 <= size1 <= size2:
+            raise InvalidRequestError(f"need 1 <= from ({size1}) <= to ({size2})")
+        return consistency_proof(size1, size2, self._node)
+
+    def tlog_proof(self, index: int, size: int | None = None) -> TlogProof:
+        """An offline proof of entry ``index`` against the signed checkpoint of ``size``."""
+        size = self._size(size)
+        note = self.checkpoint(size)
+        return TlogProof(index, tuple(self.inclusion_proof(index, size)), note)
+
+    def entry(self, index: int) -> bytes:
+        got = self.store.entries(index, index + 1)
+        if not got:
+            raise NotFoundError(f"log {self.info.path} has no entry {index}")
+        return got[0]
+
+    def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
+        return self.store.query(q)
+
+    def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
+        """Exactly the tile ``tile/<level>/<index>[.p/<width>]`` (NotFoundError if absent)."""
+        data = self.store.tile(level, index)
+        if data is None or len(data) < width * 32:
+            raise NotFoundError(f"no tile {level}/{index} of width {width}")
+        # A partial's hashes never change, so a grown tile serves any narrower width.
+        return data[: width * 32]
+
+    def bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
+        start = index * TILE_WIDTH
+        got = self.store.entries(start, start + width)
+        if len(got) < width:
+            raise NotFoundError(f"no entry bundle {index} of width {width}")
+        return encode_bundle(got)
+

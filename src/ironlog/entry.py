@@ -1,0 +1,130 @@
+"""Entries: turning an event into the exact bytes a log stores.
+
+Pure: no I/O.  A JSON event must be an object.  The stored bytes are its
+canonical form (UTF-8 JSON, keys sorted at every depth, no insignificant
+whitespace) with ``received_at`` (RFC 3339 UTC, microseconds) and ``source``
+added.  Those bytes are the leaf input; nothing is ever re-serialised for
+hashing.  Duplicate keys in an object keep the last value (as most JSON
+parsers do); the stored bytes show what was kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ironlog.errors import InvalidEntryError
+from ironlog.merkle import leaf_hash
+from ironlog.tiles import MAX_ENTRY_BYTES
+
+RESERVED_FIELDS = ("received_at", "source")
+QUERY_FIELDS = ("actor", "action", "resource", "outcome")
+MAX_FIELD_CHARS = 1024
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder(order="sorted")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """An entry ready to append: its bytes, leaf hash and indexed fields."""
+
+    data: bytes
+    leaf: bytes
+    received_us: int
+    actor: str | None = None
+    action: str | None = None
+    resource: str | None = None
+    outcome: str | None = None
+
+
+def format_time(micros: int) -> str:
+    """Microseconds since the epoch -> ``2026-11-24T19:25:00.123456Z``."""
+    t = _EPOCH + dt.timedelta(microseconds=micros)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_us() -> int:
+    return int((dt.datetime.now(dt.UTC) - _EPOCH) / dt.timedelta(microseconds=1))
+
+
+def _field(obj: dict[str, Any], name: str) -> str | None:
+    v = obj.get(name)
+    if isinstance(v, str):
+        return v[:MAX_FIELD_CHARS]
+    if isinstance(v, bool) or v is None:
+        return None if v is None else str(v).lower()
+    if isinstance(v, int | float):
+        return str(v)
+    return None
+
+
+def prepare_object(obj: Any, received_us: int, source: str) -> PreparedEntry:
+    """Canonicalise an already-decoded event (must be a JSON object)."""
+    if not isinstance(obj, dict):
+        raise InvalidEntryError(f"an event must be a JSON object, not {_json_type(obj)}")
+    for key in RESERVED_FIELDS:
+        if key in obj:
+            raise InvalidEntryError(f"field {key!r} is reserved: the server sets it")
+    full = dict(obj)
+    full["received_at"] = format_time(received_us)
+    full["source"] = source
+    try:
+        data = _encoder.encode(full)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidEntryError(f"event cannot be encoded as JSON: {e}") from e
+    if len(data) > MAX_ENTRY_BYTES:
+        raise InvalidEntryError(
+            f"entry is {len(data)} bytes once stored; the limit is {MAX_ENTRY_BYTES}"
+        )
+    return PreparedEntry(
+        data,
+        leaf_hash(data),
+        received_us,
+        _field(obj, "actor"),
+        _field(obj, "action"),
+        _field(obj, "resource"),
+        _field(obj, "outcome"),
+    )
+
+
+def prepare_json(raw: bytes | str, received_us: int, source: str) -> PreparedEntry:
+    """Decode one JSON text and canonicalise it."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    try:
+        obj = _decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise InvalidEntryError(f"not valid JSON: {_clean(e)}") from e
+    except RecursionError as e:
+        raise InvalidEntryError("JSON is nested too deeply") from e
+    return prepare_object(obj, received_us, source)
+
+
+def prepare_text(line: str, received_us: int, source: str) -> PreparedEntry:
+    """A plain text line, stored as ``{"message": line}``."""
+    return prepare_object({"message": line}, received_us, source)
+
+
+def _clean(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return "invalid UTF-8"
+    return str(e).removeprefix("JSON is malformed: ")
+
+
+def _json_type(obj: Any) -> str:
+    if isinstance(obj, list):
+        return "an array"
+    if isinstance(obj, str):
+        return "a string"
+    if isinstance(obj, bool):
+        return "a boolean"
+    if isinstance(obj, int | float):
+        return "a number"
+    if obj is None:
+        return "null"
+    return type(obj).__name__

@@ -1,0 +1,88 @@
+"""ironlog's one exception tree.
+
+    IronlogError                      every error ironlog raises on purpose
+    ├── FormatError                   malformed wire data (note, checkpoint, proof, key, tile)
+    ├── VerificationError             well-formed data that does not verify
+    │   └── ConsistencyError          two checkpoints that cannot both be true
+    ├── InvalidEntryError             an event that cannot be stored (not JSON, too big, ...)
+    ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
+    ├── NotFoundError                 unknown tenant, log, index, tile
+    ├── ConflictError                 the thing already exists
+    ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
+    │   └── IntegrityError            stored data does not match its signed checkpoint
+    └── ConfigurationError            missing master key, bad data directory, ...
+
+Errors of the libraries underneath (sqlite3, cryptography, msgspec, binascii)
+are translated where they are raised, so callers only ever see these.  The
+mapping to HTTP statuses lives in exactly one place: ``HTTP_STATUS`` below.
+"""
+
+from __future__ import annotations
+
+
+class IronlogError(Exception):
+    """Base class of every error ironlog raises on purpose."""
+
+    code = "error"
+
+
+class FormatError(IronlogError):
+    code = "bad_format"
+
+
+class VerificationError(IronlogError):
+    code = "verification_failed"
+
+
+class ConsistencyError(VerificationError):
+    code = "inconsistent"
+
+
+class InvalidEntryError(IronlogError):
+    code = "invalid_entry"
+
+
+class InvalidRequestError(IronlogError):
+    code = "invalid_request"
+
+
+class NotFoundError(IronlogError):
+    code = "not_found"
+
+
+class ConflictError(IronlogError):
+    code = "conflict"
+
+
+class LogUnavailableError(IronlogError):
+    code = "log_unavailable"
+
+
+class IntegrityError(LogUnavailableError):
+    code = "integrity_failure"
+
+
+class ConfigurationError(IronlogError):
+    code = "configuration"
+
+
+# The single place where errors become HTTP statuses (most specific class first).
+HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
+    (IntegrityError, 503),
+    (LogUnavailableError, 503),
+    (ConsistencyError, 409),
+    (VerificationError, 422),
+    (FormatError, 400),
+    (InvalidEntryError, 400),
+    (InvalidRequestError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (ConfigurationError, 500),
+)
+
+
+def http_status(exc: IronlogError) -> int:
+    for cls, status in HTTP_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500

@@ -1,0 +1,150 @@
+"""``Ironlog``: one data directory — its control store, master key, tenants and logs.
+
+This is the library's front door; the CLI and the service are thin layers on it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from ironlog.engine import Log
+from ironlog.entry import now_us
+from ironlog.errors import ConfigurationError, NotFoundError
+from ironlog.keys import MasterKey, create_master_key, load_master_key
+from ironlog.note import Signer
+from ironlog.store.base import Driver, Durability, LogInfo, TenantRecord, check_name
+from ironlog.store.sqlite import SqliteDriver
+
+DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
+
+
+def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) -> bool:
+    """Create the data directory (0700), its master key and control database.
+
+    Idempotent; returns True if a new master key was written."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+    except OSError as e:
+        raise ConfigurationError(f"cannot create data directory {data_dir}: {e.strerror}") from e
+    created = create_master_key(data_dir)
+    driver = SqliteDriver(data_dir)
+    try:
+        control = driver.control()
+        if control.get_setting("origin_prefix") is None:
+            control.set_setting("origin_prefix", origin_prefix.strip("/"))
+    finally:
+        driver.close()
+    return created
+
+
+class Ironlog:
+    def __init__(self, data_dir: Path | str, driver: Driver | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        if not (self.data_dir / "control.db").exists():
+            raise ConfigurationError(
+                f"{self.data_dir} is not an ironlog data directory: run 'ironlog init'"
+            )
+        self.driver = driver or SqliteDriver(self.data_dir)
+        self.control = self.driver.control()
+        self._master: MasterKey | None = None
+        self._logs: dict[tuple[str, str], Log] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def master(self) -> MasterKey:
+        if self._master is None:
+            self._master = load_master_key(self.data_dir)
+        return self._master
+
+    @property
+    def origin_prefix(self) -> str:
+        return self.control.get_setting("origin_prefix") or DEFAULT_ORIGIN_PREFIX
+
+    # -- tenants ---------------------------------------------------------------
+    def create_tenant(self, name: str) -> TenantRecord:
+        check_name("tenant", name)
+        signer = Signer.generate(f"{self.origin_prefix}/{name}")
+        record = TenantRecord(
+            name=name,
+            created_us=now_us(),
+            disabled=False,
+            key_encrypted=self.master.seal(signer.seed, b"tenant-key:" + name.encode()),
+            public_key=signer.public,
+        )
+        self.control.create_tenant(record)
+        return record
+
+    def tenant(self, name: str) -> TenantRecord:
+        rec = self.control.get_tenant(name)
+        if rec is None:
+            raise NotFoundError(f"tenant {name!r} does not exist")
+        return rec
+
+    def _tenant_signer(self, rec: TenantRecord) -> Signer:
+        seed = self.master.open(rec.key_encrypted, b"tenant-key:" + rec.name.encode())
+        signer = Signer(f"{self.origin_prefix}/{rec.name}", seed)
+        if signer.public != rec.public_key:
+            raise ConfigurationError(f"tenant {rec.name!r} signing key does not match its record")
+        return signer
+
+    # -- logs ------------------------------------------------------------------
+    def create_log(
+        self, tenant: str, name: str, durability: Durability | None = None, *, create_tenant: bool = False
+    ) -> LogInfo:
+        check_name("tenant", tenant)
+        check_name("log", name)
+        if create_tenant and self.control.get_tenant(tenant) is None:
+            self.create_tenant(tenant)
+        info = LogInfo(
+            tenant=tenant,
+            name=name,
+            origin=f"{self.origin_prefix}/{tenant}/{name}",
+            durability=durability or Durability(),
+            created_us=now_us(),
+        )
+        self.control.create_log(info)
+        self.driver.open_log(info).close()  # create its database now
+        return info
+
+    def log_info(self, tenant: str, name: str) -> LogInfo:
+        info = self.control.get_log(tenant, name)
+        if info is None:
+            raise NotFoundError(f"log {tenant}/{name} does not exist")
+        return info
+
+    def log(self, tenant: str, name: str) -> Log:
+        key = (tenant, name)
+        with self._lock:
+            lg = self._logs.get(key)
+            if lg is None:
+                info = self.log_info(tenant, name)
+                signer = self._tenant_signer(self.tenant(tenant))
+                lg = Log(info, self.driver.open_log(info), signer)
+                self._logs[key] = lg
+            return lg
+
+    def log_by_path(self, path: str) -> Log:
+        tenant, sep, name = path.partition("/")
+        if not sep or not tenant or not name or "/" in name:
+            raise NotFoundError(f"{path!r} is not TENANT/LOG")
+        return self.log(tenant, name)
+
+    def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
+        return self.control.list_logs(tenant)
+
+    def close(self) -> None:
+        with self._lock:
+            logs = list(self._logs.values())
+            self._logs.clear()
+        for lg in logs:
+            lg.close()
+        self.driver.close()
+
+    def __enter__(self) -> Ironlog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,202 @@
+"""The store interface every driver implements, and the records it speaks in.
+
+A driver owns durability, sequencing, tiles, checkpoints and queries for the
+logs it holds.  The engine above it never sees SQL.  ``tests/test_store_agreement.py``
+is the one suite every driver must pass.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from ironlog.entry import PreparedEntry
+from ironlog.errors import InvalidRequestError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+SignFn = Callable[[int, bytes], str]
+"""``sign(size, root)`` returns the signed checkpoint note for that tree head."""
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME_RE.match(name) or ".." in name:
+        raise InvalidRequestError(
+            f"invalid {kind} name {name!r}: use 1-63 of a-z 0-9 . _ - starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Durability:
+    mode: str = "sync"  # sync | interval | off
+    interval_ms: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Durability:
+        t = text.strip().lower()
+        if t in ("sync", "off"):
+            return cls(t)
+        if t.startswith("interval:"):
+            ms = t.partition(":")[2]
+            if ms.isdigit() and 1 <= int(ms) <= 60_000:
+                return cls("interval", int(ms))
+        raise InvalidRequestError(
+            f"invalid durability {text!r}: use sync, interval:MS (1..60000) or off"
+        )
+
+    def __str__(self) -> str:
+        return f"interval:{self.interval_ms}" if self.mode == "interval" else self.mode
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    name: str
+    created_us: int
+    disabled: bool
+    key_encrypted: bytes
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class LogInfo:
+    tenant: str
+    name: str
+    origin: str
+    durability: Durability
+    created_us: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.tenant}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Head:
+    size: int
+    root: bytes
+    checkpoint: str  # the signed note for (size, root); "" for a log never written
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    first_index: int
+    count: int
+    head: Head
+
+
+@dataclass(frozen=True)
+class Query:
+    since_us: int | None = None
+    until_us: int | None = None  # exclusive
+    actor: str | None = None
+    action: str | None = None
+    resource: str | None = None
+    outcome: str | None = None
+    from_index: int = 0
+    limit: int | None = None
+
+
+class LogStore(ABC):
+    """One log's storage.  ``append`` is called from one thread per process;
+    everything else may be called from any thread."""
+
+    info: LogInfo
+
+    @abstractmethod
+    def head(self) -> Head:
+        """The committed head, re-read from storage."""
+
+    @abstractmethod
+    def append(self, entries: Sequence[PreparedEntry], sign: SignFn) -> BatchResult:
+        """One transaction: entries, tiles, the signed checkpoint and the head.
+
+        Durable (per the log's durability mode) when it returns.  Takes the
+        store's write lock, so several processes may append to one log."""
+
+    @abstractmethod
+    def sync(self) -> None:
+        """Make every committed batch durable now (for ``interval`` mode)."""
+
+    @abstractmethod
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entry bytes for indexes [start, end) that exist."""
+
+    @abstractmethod
+    def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Stream (index, bytes) in index order."""
+
+    @abstractmethod
+    def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
+        """Entries matching the filters, in index order."""
+
+    @abstractmethod
+    def tile(self, level: int, index: int) -> bytes | None:
+        """The stored hash tile (full, or the partial as far as it has grown)."""
+
+    @abstractmethod
+    def iter_tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored tile as (level, index, data), ordered by level then index."""
+
+    @abstractmethod
+    def checkpoints(self, min_size: int = 0) -> Iterator[tuple[int, str]]:
+        """Every stored signed checkpoint with size >= min_size, by size."""
+
+    @abstractmethod
+    def checkpoint(self, size: int) -> str | None:
+        """The stored signed checkpoint for exactly ``size``."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, int | str]:
+        """Driver-level figures (fsyncs, bytes on disk, durability...)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class ControlStore(ABC):
+    """Tenants, logs and settings."""
+
+    @abstractmethod
+    def get_setting(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set_setting(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def create_tenant(self, record: TenantRecord) -> None:
+        """ConflictError if it exists."""
+
+    @abstractmethod
+    def get_tenant(self, name: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    def list_tenants(self) -> list[TenantRecord]: ...
+
+    @abstractmethod
+    def create_log(self, info: LogInfo) -> None:
+        """ConflictError if it exists; the tenant must exist."""
+
+    @abstractmethod
+    def get_log(self, tenant: str, name: str) -> LogInfo | None: ...
+
+    @abstractmethod
+    def list_logs(self, tenant: str | None = None) -> list[LogInfo]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class Driver(ABC):
+    """Opens the control store and per-log stores of one deployment."""
+
+    @abstractmethod
+    def control(self) -> ControlStore: ...
+
+    @abstractmethod
+    def open_log(self, info: LogInfo) -> LogStore: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,458 @@
+"""The embedded SQLite driver: one database file per log plus a control database.
+
+WAL mode; ``synchronous=FULL`` for ``sync`` durability, ``NORMAL`` plus an
+fsync of the WAL at most every N ms for ``interval``, ``OFF`` for ``off``.
+One transaction per batch writes the entries, the tiles that changed, the
+signed checkpoint and the head, under ``BEGIN IMMEDIATE`` so that several
+processes can append to one log: a batch re-reads the head and reloads its
+tile state when another process moved it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ironlog.entry import PreparedEntry, now_us
+from ironlog.errors import ConflictError, LogUnavailableError, NotFoundError
+from ironlog.merkle import EMPTY_ROOT
+from ironlog.store.base import (
+    BatchResult,
+    ControlStore,
+    Driver,
+    Durability,
+    Head,
+    LogInfo,
+    LogStore,
+    Query,
+    SignFn,
+    TenantRecord,
+)
+from ironlog.tiles import TILE_HEIGHT, TileBuilder
+
+BUSY_TIMEOUT_MS = 60_000
+
+_LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries(
+    idx INTEGER PRIMARY KEY,
+    data BLOB NOT NULL,
+    received_us INTEGER NOT NULL,
+    actor TEXT, action TEXT, resource TEXT, outcome TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_received ON entries(received_us);
+CREATE INDEX IF NOT EXISTS entries_actor ON entries(actor) WHERE actor IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_action ON entries(action) WHERE action IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_resource ON entries(resource) WHERE resource IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_outcome ON entries(outcome) WHERE outcome IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tiles(
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY(level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints(
+    size INTEGER PRIMARY KEY, note TEXT NOT NULL, created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS head(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    size INTEGER NOT NULL, root BLOB NOT NULL, checkpoint TEXT NOT NULL
+);
+INSERT OR IGNORE INTO head VALUES (1, 0, X'%s', '');
+""" % EMPTY_ROOT.hex()
+
+_CONTROL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants(
+    name TEXT PRIMARY KEY, created_us INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    key_encrypted BLOB NOT NULL, public_key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs(
+    tenant TEXT NOT NULL REFERENCES tenants(name), name TEXT NOT NULL,
+    origin TEXT NOT NULL UNIQUE, durability TEXT NOT NULL, created_us INTEGER NOT NULL,
+    PRIMARY KEY(tenant, name)
+);
+"""
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """sqlite3's errors become ironlog's, here and only here."""
+    try:
+        yield
+    except sqlite3.IntegrityError as e:
+        raise ConflictError(f"{what}: {e}") from e
+    except sqlite3.Error as e:
+        raise LogUnavailableError(f"{what}: storage error: {e}") from e
+
+
+def _create_file(path: Path) -> None:
+    """Create an empty file with mode 0600 (SQLite gives -wal/-shm the same mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    con = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+    con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        raise LogUnavailableError(f"{path}: could not switch to WAL mode")
+    con.execute(f"PRAGMA synchronous={synchronous}")
+    con.execute("PRAGMA journal_size_limit=67108864")
+    return con
+
+
+class SqliteLogStore(LogStore):
+    def __init__(self, path: Path, info: LogInfo) -> None:
+        self.info = info
+        self.path = path
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._writer: sqlite3.Connection | None = None
+        self._builder: TileBuilder | None = None
+        self._wal_fd: int | None = None
+        self.fsyncs = 0
+        self.batches = 0
+        if not path.exists():
+            _create_file(path)
+        with _translated(f"open {info.path}"):
+            con = _connect(path)
+            try:
+                con.executescript(_LOG_SCHEMA)
+                con.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('origin', ?), ('format', '1')",
+                    (info.origin,),
+                )
+            finally:
+                con.close()
+
+    # -- connections ---------------------------------------------------------
+    def _read(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            with _translated(f"open {self.info.path}"):
+                con = _connect(self.path)
+                con.execute("PRAGMA query_only=1")
+            self._local.con = con
+            with self._lock:
+                self._readers.append(con)
+        return con
+
+    def _write(self) -> sqlite3.Connection:
+        if self._writer is None:
+            sync = {"sync": "FULL", "interval": "NORMAL", "off": "OFF"}[self.info.durability.mode]
+            with _translated(f"open {self.info.path}"):
+                self._writer = _connect(self.path, sync)
+                self._writer.execute("PRAGMA cache_size=-16000")
+        return self._writer
+
+    # -- writing -------------------------------------------------------------
+    def _load_builder(self, con: sqlite3.Connection, size: int) -> TileBuilder:
+        partial: list[bytes] = []
+        level = 0
+        while size >> (TILE_HEIGHT * level):
+            idx = size >> (TILE_HEIGHT * (level + 1))
+            row = con.execute(
+                "SELECT data FROM tiles WHERE level=? AND idx=?", (level, idx)
+            ).fetchone()
+            partial.append(row[0] if row else b"")
+            level += 1
+        return TileBuilder(size, partial)
+
+    def append(self, entries: Sequence[PreparedEntry], sign: SignFn) -> BatchResult:
+        con = self._write()
+        with _translated(f"append to {self.info.path}"):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                (size,) = con.execute("SELECT size FROM head").fetchone()
+                builder = self._builder
+                if builder is None or builder.size != size:
+                    builder = self._load_builder(con, size)
+                self._builder = None  # until this batch commits
+                con.executemany(
+                    "INSERT INTO entries VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (size + i, e.data, e.received_us, e.actor, e.action, e.resource, e.outcome)
+                        for i, e in enumerate(entries)
+                    ],
+                )
+                done = builder.add([e.leaf for e in entries])
+                con.executemany(
+                    "INSERT OR REPLACE INTO tiles VALUES (?,?,?)",
+                    [(t.level, t.index, d) for t, d in done + builder.partials()],
+                )
+                new_size, root = builder.size, builder.root()
+                note = sign(new_size, root)
+                con.execute(
+                    "INSERT INTO checkpoints VALUES (?,?,?)", (new_size, note, now_us())
+                )
+                con.execute(
+                    "UPDATE head SET size=?, root=?, checkpoint=? WHERE id=1",
+                    (new_size, root, note),
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        self._builder = builder
+        self.batches += 1
+        return BatchResult(size, len(entries), Head(new_size, root, note))
+
+    def sync(self) -> None:
+        if self._wal_fd is None:
+            wal = Path(str(self.path) + "-wal")
+            if not wal.exists():
+                return
+            self._wal_fd = os.open(wal, os.O_RDONLY)
+        os.fsync(self._wal_fd)
+        self.fsyncs += 1
+
+    # -- reading -------------------------------------------------------------
+    def head(self) -> Head:
+        with _translated(f"read {self.info.path}"):
+            size, root, cp = self._read().execute("SELECT size, root, checkpoint FROM head").fetchone()
+        return Head(size, bytes(root), cp)
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        with _translated(f"read {self.info.path}"):
+            rows = self._read().execute(
+                "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        # A connection of its own: a long scan must not hold the shared reader.
+        with _translated(f"read {self.info.path}"):
+            con = _connect(self.path)
+        try:
+            stop = end if end is not None else 1 << 62
+            pos = start
+            while pos < stop:
+                with _translated(f"read {self.info.path}"):
+                    rows = con.execute(
+                        "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ?"
+                        " ORDER BY idx LIMIT 65536",
+                        (pos, stop),
+                    ).fetchall()
+                if not rows:
+                    break
+                yield from rows
+                pos = rows[-1][0] + 1
+        finally:
+            con.close()
+
+    def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
+        where = ["idx >= ?"]
+        args: list[Any] = [q.from_index]
+        if q.since_us is not None:
+            where.append("received_us >= ?")
+            args.append(q.since_us)
+        if q.until_us is not None:
+            where.append("received_us < ?")
+            args.append(q.until_us)
+        for col in ("actor", "action", "resource", "outcome"):
+            v = getattr(q, col)
+            if v is not None:
+                where.append(f"{col} = ?")
+                args.append(v)
+        sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx"
+        if q.limit is not None:
+            sql += " LIMIT ?"
+            args.append(q.limit)
+        with _translated(f"query {self.info.path}"):
+            cur = self._read().execute(sql, args)
+            while True:
+                rows = cur.fetchmany(1000)
+                if not rows:
+                    return
+                for idx, data in rows:
+                    yield idx, bytes(data)
+
+    def tile(self, level: int, index: int) -> bytes | None:
+        with _translated(f"read {self.info.path}"):
+            row = self._read().execute(
+                "SELECT data FROM tiles WHERE level=? AND idx=?", (level, index)
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def iter_tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        with _translated(f"read {self.info.path}"):
+            con = _connect(self.path)
+        try:
+            with _translated(f"read {self.info.path}"):
+                cur = con.execute("SELECT level, idx, data FROM tiles ORDER BY level, idx")
+                while rows := cur.fetchmany(1024):
+                    for level, idx, data in rows:
+                        yield level, idx, bytes(data)
+        finally:
+            con.close()
+
+    def checkpoints(self, min_size: int = 0) -> Iterator[tuple[int, str]]:
+        with _translated(f"read {self.info.path}"):
+            con = _connect(self.path)
+        try:
+            with _translated(f"read {self.info.path}"):
+                cur = con.execute(
+                    "SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size", (min_size,)
+                )
+                while rows := cur.fetchmany(1024):
+                    yield from rows
+        finally:
+            con.close()
+
+    def checkpoint(self, size: int) -> str | None:
+        with _translated(f"read {self.info.path}"):
+            row = self._read().execute(
+                "SELECT note FROM checkpoints WHERE size=?", (size,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def stats(self) -> dict[str, int | str]:
+        size = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                size += os.stat(str(self.path) + suffix).st_size
+        return {
+            "durability": str(self.info.durability),
+            "fsyncs": self.fsyncs,
+            "batches": self.batches,
+            "bytes_on_disk": size,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            for con in self._readers:
+                con.close()
+            self._readers.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+        self._builder = None
+
+
+class SqliteControlStore(ControlStore):
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            _create_file(path)
+        self._lock = threading.Lock()
+        with _translated("open control database"):
+            self._con = _connect(path)
+            self._con.executescript(_CONTROL_SCHEMA)
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        with self._lock, _translated("control database"):
+            return self._con.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock, _translated("control database"):
+            return self._con.execute(sql, args).fetchall()
+
+    def _exec(self, sql: str, args: Sequence[Any] = ()) -> None:
+        with self._lock, _translated("control database"):
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.execute(sql, args)
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def get_setting(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM settings WHERE key=?", (key,))
+        return str(row[0]) if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._exec("INSERT OR REPLACE INTO settings VALUES (?,?)", (key, value))
+
+    def create_tenant(self, record: TenantRecord) -> None:
+        try:
+            self._exec(
+                "INSERT INTO tenants VALUES (?,?,?,?,?)",
+                (
+                    record.name,
+                    record.created_us,
+                    int(record.disabled),
+                    record.key_encrypted,
+                    record.public_key,
+                ),
+            )
+        except ConflictError as e:
+            raise ConflictError(f"tenant {record.name!r} already exists") from e
+
+    @staticmethod
+    def _tenant(row: Any) -> TenantRecord:
+        return TenantRecord(row[0], row[1], bool(row[2]), bytes(row[3]), bytes(row[4]))
+
+    def get_tenant(self, name: str) -> TenantRecord | None:
+        row = self._one("SELECT * FROM tenants WHERE name=?", (name,))
+        return self._tenant(row) if row else None
+
+    def list_tenants(self) -> list[TenantRecord]:
+        return [self._tenant(r) for r in self._all("SELECT * FROM tenants ORDER BY name")]
+
+    def create_log(self, info: LogInfo) -> None:
+        if self.get_tenant(info.tenant) is None:
+            raise NotFoundError(f"tenant {info.tenant!r} does not exist")
+        try:
+            self._exec(
+                "INSERT INTO logs VALUES (?,?,?,?,?)",
+                (info.tenant, info.name, info.origin, str(info.durability), info.created_us),
+            )
+        except ConflictError as e:
+            raise ConflictError(f"log {info.path!r} already exists") from e
+
+    @staticmethod
+    def _log(row: Any) -> LogInfo:
+        return LogInfo(row[0], row[1], row[2], Durability.parse(row[3]), row[4])
+
+    def get_log(self, tenant: str, name: str) -> LogInfo | None:
+        row = self._one("SELECT * FROM logs WHERE tenant=? AND name=?", (tenant, name))
+        return self._log(row) if row else None
+
+    def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
+        if tenant is None:
+            rows = self._all("SELECT * FROM logs ORDER BY tenant, name")
+        else:
+            rows = self._all("SELECT * FROM logs WHERE tenant=? ORDER BY name", (tenant,))
+        return [self._log(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+class SqliteDriver(Driver):
+    """``<root>/control.db`` and ``<root>/logs/<tenant>/<log>.db``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._control: SqliteControlStore | None = None
+
+    def control(self) -> ControlStore:
+        if self._control is None:
+            self._control = SqliteControlStore(self.root / "control.db")
+        return self._control
+
+    def log_path(self, info: LogInfo) -> Path:
+        return self.root / "logs" / info.tenant / f"{info.name}.db"
+
+    def open_log(self, info: LogInfo) -> LogStore:
+        return SqliteLogStore(self.log_path(info), info)
+
+    def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
