@@ -116,9 +116,13 @@ class LogWriter:
                     if timeout == 0.0:
                         return []
                 self._cond.wait(timeout)
-                if not self._queue and self._dirty and self._interval is not None:
-                    if time.monotonic() >= self._last_sync + self._interval:
-                        return []
+                if (
+                    not self._queue
+                    and self._dirty
+                    and self._interval is not None
+                    and time.monotonic() >= self._last_sync + self._interval
+                ):
+                    return []
             batch = [self._queue.popleft()]
             count, nbytes = len(batch[0].entries), batch[0].nbytes
             while self._queue:
@@ -181,10 +185,10 @@ class LogWriter:
             try:
                 if r.proofs:
                     receipts = []
-                    for i, e in enumerate(r.entries):
+                    for i, pe in enumerate(r.entries):
                         proof = self._log.inclusion_proof(index + i, head.size)
                         receipts.append(
-                            Receipt(index + i, e.leaf, e.data, head.checkpoint, tuple(proof))
+                            Receipt(index + i, pe.leaf, pe.data, head.checkpoint, tuple(proof))
                         )
                     r.future.set_result(receipts)
                 else:
@@ -220,15 +224,12 @@ class Log:
         """The root recomputed from stored tiles must equal the last signed checkpoint's."""
         where = f"log {self.info.path}"
         head = self.store.head()
-        latest = None
-        for size, note in self.store.checkpoints(head.size):
-            latest = (size, note)
         if head.size == 0:
-            if latest is not None or head.checkpoint:
-                raise IntegrityError(f"{where}: head is empty but checkpoints exist")
+            if head.checkpoint or self.store.checkpoint(0) is not None:
+                raise IntegrityError(f"{where}: head is empty but a checkpoint exists")
             return
-        if latest is None or latest[0] != head.size or latest[1] != head.checkpoint:
-            raise IntegrityError(f"{where}: head does not match the last stored checkpoint")
+        if self.store.checkpoint(head.size) != head.checkpoint:
+            raise IntegrityError(f"{where}: head does not match the stored checkpoint")
         try:
             cp = open_checkpoint(head.checkpoint, self.verifier).checkpoint
         except IronlogError as e:
@@ -250,10 +251,10 @@ class Log:
                 f"checkpoint at size {cp.size}"
             )
         last_full = head.size - head.size % TILE_WIDTH
-        tail = self.store.entries(last_full, head.size + 1)
+        tail = self.store.entries(last_full, head.size)
         if len(tail) != head.size - last_full:
-            raise IntegrityError(f"{where}: entry count differs from the tree size {head.size}")
-        level0 = partial[0][: (head.size - last_full) * 32] if partial else b""
+            raise IntegrityError(f"{where}: entries are missing below the tree size {head.size}")
+        level0 = partial[0][: len(tail) * 32] if partial else b""
         if b"".join(leaf_hash(e) for e in tail) != level0:
             raise IntegrityError(f"{where}: latest entries do not match their tile")
 
@@ -392,4 +393,3 @@ class Log:
         if len(got) < width:
             raise NotFoundError(f"no entry bundle {index} of width {width}")
         return encode_bundle(got)
-

@@ -92,7 +92,12 @@ class Ironlog:
 
     # -- logs ------------------------------------------------------------------
     def create_log(
-        self, tenant: str, name: str, durability: Durability | None = None, *, create_tenant: bool = False
+        self,
+        tenant: str,
+        name: str,
+        durability: Durability | None = None,
+        *,
+        create_tenant: bool = False,
     ) -> LogInfo:
         check_name("tenant", tenant)
         check_name("log", name)

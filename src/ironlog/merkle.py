@@ -41,7 +41,9 @@ def perfect_root(hashes: Sequence[bytes]) -> bytes:
     level = list(hashes)
     sha = _sha256
     while len(level) > 1:
-        level = [sha(b"\x01" + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=True)]
+        level = [
+            sha(b"\x01" + a + b).digest() for a, b in zip(level[::2], level[1::2], strict=True)
+        ]
     return level[0]
 
 
@@ -126,9 +128,7 @@ def _check_hash(name: str, value: bytes) -> None:
         raise VerificationError(f"{name} is {len(value)} bytes, not {HASH_SIZE}")
 
 
-def root_from_inclusion_proof(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """RFC 9162 2.1.3.2: the root implied by an inclusion proof."""
     if index < 0 or size < 0:
         raise VerificationError("negative index or size")

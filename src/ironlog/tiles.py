@@ -205,6 +205,21 @@ class TileBuilder:
         i, n = 0, len(leaf_hashes)
         level0 = self._level(0)
         while i < n:
+            k = len(level0)
+            if k and n - i >= TILE_WIDTH - k:
+                # Complete the growing level-0 tile at once: drop its peaks from the edge.
+                full = [*level0, *leaf_hashes[i : i + TILE_WIDTH - k]]
+                edge = self._edge
+                while edge._heights and edge._heights[-1] < TILE_HEIGHT:
+                    edge._heights.pop()
+                    edge._hashes.pop()
+                edge.size -= k
+                tile_index = edge.size >> TILE_HEIGHT
+                done.append((TileRef(0, tile_index), b"".join(full)))
+                level0.clear()
+                self._push(TILE_HEIGHT, perfect_root(full), done)
+                i += TILE_WIDTH - k
+                continue
             if not level0 and n - i >= TILE_WIDTH:
                 # Fast path: a whole aligned level-0 tile at once.
                 chunk = leaf_hashes[i : i + TILE_WIDTH]

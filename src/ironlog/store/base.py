@@ -24,7 +24,8 @@ SignFn = Callable[[int, bytes], str]
 def check_name(kind: str, name: str) -> str:
     if not NAME_RE.match(name) or ".." in name:
         raise InvalidRequestError(
-            f"invalid {kind} name {name!r}: use 1-63 of a-z 0-9 . _ - starting with a letter or digit"
+            f"invalid {kind} name {name!r}: "
+            "use 1-63 of a-z 0-9 . _ - starting with a letter or digit"
         )
     return name
 
@@ -125,8 +126,10 @@ class LogStore(ABC):
         """Entry bytes for indexes [start, end) that exist."""
 
     @abstractmethod
-    def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """Stream (index, bytes) in index order."""
+    def scan_entries(
+        self, start: int = 0, end: int | None = None
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """Stream (index, bytes) in index order, in chunks, for audits and exports."""
 
     @abstractmethod
     def query(self, q: Query) -> Iterator[tuple[int, bytes]]:

@@ -61,8 +61,8 @@ CREATE TABLE IF NOT EXISTS head(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     size INTEGER NOT NULL, root BLOB NOT NULL, checkpoint TEXT NOT NULL
 );
-INSERT OR IGNORE INTO head VALUES (1, 0, X'%s', '');
-""" % EMPTY_ROOT.hex()
+INSERT OR IGNORE INTO head VALUES (1, 0, X'{empty}', '');
+""".replace("{empty}", EMPTY_ROOT.hex())
 
 _CONTROL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -191,9 +191,7 @@ class SqliteLogStore(LogStore):
                 )
                 new_size, root = builder.size, builder.root()
                 note = sign(new_size, root)
-                con.execute(
-                    "INSERT INTO checkpoints VALUES (?,?,?)", (new_size, note, now_us())
-                )
+                con.execute("INSERT INTO checkpoints VALUES (?,?,?)", (new_size, note, now_us()))
                 con.execute(
                     "UPDATE head SET size=?, root=?, checkpoint=? WHERE id=1",
                     (new_size, root, note),
@@ -219,17 +217,25 @@ class SqliteLogStore(LogStore):
     # -- reading -------------------------------------------------------------
     def head(self) -> Head:
         with _translated(f"read {self.info.path}"):
-            size, root, cp = self._read().execute("SELECT size, root, checkpoint FROM head").fetchone()
+            size, root, cp = (
+                self._read().execute("SELECT size, root, checkpoint FROM head").fetchone()
+            )
         return Head(size, bytes(root), cp)
 
     def entries(self, start: int, end: int) -> list[bytes]:
         with _translated(f"read {self.info.path}"):
-            rows = self._read().execute(
-                "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
-            ).fetchall()
+            rows = (
+                self._read()
+                .execute(
+                    "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+                )
+                .fetchall()
+            )
         return [bytes(r[0]) for r in rows]
 
-    def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+    def scan_entries(
+        self, start: int = 0, end: int | None = None
+    ) -> Iterator[list[tuple[int, bytes]]]:
         # A connection of its own: a long scan must not hold the shared reader.
         with _translated(f"read {self.info.path}"):
             con = _connect(self.path)
@@ -245,7 +251,7 @@ class SqliteLogStore(LogStore):
                     ).fetchall()
                 if not rows:
                     break
-                yield from rows
+                yield rows
                 pos = rows[-1][0] + 1
         finally:
             con.close()
@@ -279,9 +285,11 @@ class SqliteLogStore(LogStore):
 
     def tile(self, level: int, index: int) -> bytes | None:
         with _translated(f"read {self.info.path}"):
-            row = self._read().execute(
-                "SELECT data FROM tiles WHERE level=? AND idx=?", (level, index)
-            ).fetchone()
+            row = (
+                self._read()
+                .execute("SELECT data FROM tiles WHERE level=? AND idx=?", (level, index))
+                .fetchone()
+            )
         return bytes(row[0]) if row else None
 
     def iter_tiles(self) -> Iterator[tuple[int, int, bytes]]:
@@ -311,9 +319,11 @@ class SqliteLogStore(LogStore):
 
     def checkpoint(self, size: int) -> str | None:
         with _translated(f"read {self.info.path}"):
-            row = self._read().execute(
-                "SELECT note FROM checkpoints WHERE size=?", (size,)
-            ).fetchone()
+            row = (
+                self._read()
+                .execute("SELECT note FROM checkpoints WHERE size=?", (size,))
+                .fetchone()
+            )
         return str(row[0]) if row else None
 
     def stats(self) -> dict[str, int | str]:
@@ -449,10 +459,14 @@ class SqliteDriver(Driver):
         return self.root / "logs" / info.tenant / f"{info.name}.db"
 
     def open_log(self, info: LogInfo) -> LogStore:
-        return SqliteLogStore(self.log_path(info), info)
+        path = self.log_path(info)
+        for d in (path.parent.parent, path.parent):
+            if not d.is_dir():
+                d.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(d, 0o700)
+        return SqliteLogStore(path, info)
 
     def close(self) -> None:
         if self._control is not None:
             self._control.close()
             self._control = None
-

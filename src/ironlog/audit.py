@@ -1,0 +1,213 @@
+"""Full audit of a stored log: re-hash every entry, rebuild every tile, check
+every stored checkpoint.
+
+Every checkpoint's signature is verified with the log's key and its root is
+compared with the root recomputed from the entries at its size.  Since all
+roots come from one sequence of entries, matching roots also prove that each
+checkpoint is consistent with the next (and with every other).  The first
+problem found is named: an entry index, a tile path or a checkpoint size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ironlog.engine import Log
+from ironlog.errors import IronlogError
+from ironlog.merkle import HASH_SIZE
+from ironlog.note import open_checkpoint
+from ironlog.tiles import TILE_WIDTH, TileBuilder, TileRef
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # entry | tile | checkpoint | head
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.where}: {self.message}"
+
+
+@dataclass
+class AuditReport:
+    log: str
+    size: int = 0
+    entries: int = 0
+    tiles: int = 0
+    checkpoints: int = 0
+    seconds: float = 0.0
+    problem: Problem | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class _Stop(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+def audit_log(lg: Log, progress: Callable[[int], None] | None = None) -> AuditReport:
+    report = AuditReport(lg.info.path)
+    started = time.perf_counter()
+    try:
+        _audit(lg, report, progress or (lambda n: None))
+    except _Stop as s:
+        report.problem = s.problem
+    except IronlogError as e:
+        report.problem = Problem("head", lg.info.path, str(e))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _checkpoints(lg: Log, report: AuditReport) -> Iterator[tuple[int, bytes, str]]:
+    """(size, root, note) of every stored checkpoint, signature checked."""
+    for size, note in lg.store.checkpoints():
+        if size > report.size:
+            return  # signed after the audit started
+        try:
+            cp = open_checkpoint(note, lg.verifier).checkpoint
+        except IronlogError as e:
+            raise _Stop(Problem("checkpoint", f"size {size}", f"does not verify: {e}")) from e
+        if cp.size != size:
+            raise _Stop(
+                Problem(
+                    "checkpoint", f"size {size}", f"is stored under size {size} but says {cp.size}"
+                )
+            )
+        report.checkpoints += 1
+        yield size, cp.root, note
+
+
+def _audit(lg: Log, report: AuditReport, progress: Callable[[int], None]) -> None:
+    store = lg.store
+    head = store.head()
+    report.size = size = head.size
+    builder = TileBuilder()
+    sha = hashlib.sha256
+    cps = _checkpoints(lg, report)
+    next_cp = next(cps, None)
+    suspect: tuple[int, TileRef] | None = None  # first level-0 mismatch, not yet attributed
+    last_cp_size = 0
+
+    def check_tiles(done: list[tuple[TileRef, bytes]]) -> None:
+        nonlocal suspect
+        for ref, data in done:
+            report.tiles += 1
+            stored = store.tile(ref.level, ref.index)
+            if stored == data:
+                continue
+            if ref.level == 0 and stored is not None and len(stored) == len(data):
+                pos = next(
+                    i
+                    for i in range(0, len(data), HASH_SIZE)
+                    if stored[i : i + HASH_SIZE] != data[i : i + HASH_SIZE]
+                )
+                if suspect is None:
+                    suspect = (ref.index * TILE_WIDTH + pos // HASH_SIZE, ref)
+                continue
+            msg = (
+                "is missing" if stored is None else "differs from the tile rebuilt from the entries"
+            )
+            raise _Stop(Problem("tile", ref.path(), msg))
+
+    def at_checkpoint(cp_size: int, root: bytes) -> None:
+        nonlocal last_cp_size
+        ok = builder.root() == root
+        if suspect is not None:
+            index, ref = suspect
+            if ok:
+                raise _Stop(
+                    Problem(
+                        "tile",
+                        ref.path(),
+                        f"hash of entry {index} differs from the entry, whose bytes the signed "
+                        f"checkpoint at size {cp_size} confirms",
+                    )
+                )
+            raise _Stop(
+                Problem(
+                    "entry",
+                    str(index),
+                    f"bytes do not match the leaf hash in {ref.path()} nor the signed "
+                    f"checkpoint at size {cp_size}",
+                )
+            )
+        if not ok:
+            raise _Stop(
+                Problem(
+                    "checkpoint",
+                    f"size {cp_size}",
+                    f"root differs from the root of the stored entries; an entry at index "
+                    f"{last_cp_size}..{cp_size - 1} or earlier was altered",
+                )
+            )
+        last_cp_size = cp_size
+
+    expected = 0
+    for rows in store.scan_entries(0, size):
+        first, last = rows[0][0], rows[-1][0]
+        if first != expected or last - first + 1 != len(rows):
+            gap = next((expected + i for i, r in enumerate(rows) if r[0] != expected + i), last)
+            raise _Stop(Problem("entry", str(gap), "is missing"))
+        leaves = [sha(b"\x00" + d).digest() for _, d in rows]
+        i = 0
+        while i < len(leaves):
+            stop = len(leaves)
+            if next_cp is not None and next_cp[0] - expected < stop - i:
+                stop = i + max(1, next_cp[0] - expected)
+            done = builder.add(leaves[i:stop])
+            expected += stop - i
+            i = stop
+            report.entries = expected
+            if done:
+                check_tiles(done)
+            while next_cp is not None and next_cp[0] <= expected:
+                if next_cp[0] < expected:
+                    raise _Stop(Problem("checkpoint", f"size {next_cp[0]}", "out of order"))
+                at_checkpoint(next_cp[0], next_cp[1])
+                next_cp = next(cps, None)
+        progress(expected)
+    if expected < size:
+        raise _Stop(Problem("entry", str(expected), "is missing"))
+    progress(expected)
+    for ref, data in builder.partials():
+        report.tiles += 1
+        stored = store.tile(ref.level, ref.index)
+        # The tile may have grown since the audit began; its first hashes never change.
+        prefix = stored[: len(data)] if stored is not None else None
+        if prefix == data:
+            continue
+        if ref.level == 0 and prefix is not None and len(prefix) == len(data) and suspect is None:
+            pos = next(
+                i
+                for i in range(0, len(data), HASH_SIZE)
+                if prefix[i : i + HASH_SIZE] != data[i : i + HASH_SIZE]
+            )
+            suspect = (ref.index * TILE_WIDTH + pos // HASH_SIZE, ref)
+        elif ref.level > 0 or suspect is None:
+            msg = (
+                "is missing" if stored is None else "differs from the tile rebuilt from the entries"
+            )
+            raise _Stop(Problem("tile", ref.path(), msg))
+    if next_cp is not None:
+        raise _Stop(
+            Problem("checkpoint", f"size {next_cp[0]}", f"is beyond the log's {size} entries")
+        )
+    if suspect is not None:
+        # No checkpoint after the mismatch: attribute it with the head's signed root.
+        at_checkpoint(size, head.root)
+    if size and builder.root() != head.root:
+        raise _Stop(Problem("head", lg.info.path, "root differs from the entries"))
+    if size:
+        try:
+            cp = open_checkpoint(head.checkpoint, lg.verifier).checkpoint
+        except IronlogError as e:
+            raise _Stop(Problem("head", lg.info.path, f"checkpoint does not verify: {e}")) from e
+        if (cp.size, cp.root) != (size, head.root):
+            raise _Stop(Problem("head", lg.info.path, "differs from its signed checkpoint"))

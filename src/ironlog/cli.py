@@ -1,0 +1,418 @@
+"""The ``ironlog`` command: a thin layer over the library.
+
+Each command opens the data directory, calls the library, and turns
+ironlog's errors into one-line messages with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import IO, Any, ParamSpec, TypeVar
+
+import click
+import msgspec
+
+from ironlog.audit import AuditReport, audit_log
+from ironlog.engine import BatchReceipt, Receipt
+from ironlog.entry import PreparedEntry, now_us, prepare_json, prepare_text
+from ironlog.errors import IronlogError
+from ironlog.instance import DEFAULT_ORIGIN_PREFIX, Ironlog, init_data_dir
+from ironlog.note import b64encode
+from ironlog.store.base import Durability, Query
+from ironlog.timeparse import parse_time
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FORMATS = ("json", "ndjson", "csv", "text")
+
+
+def _errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """ironlog's errors become a clean CLI error (exit 1), never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except IronlogError as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+def _open(ctx: click.Context) -> Ironlog:
+    data: Path = ctx.obj["data"]
+    il = Ironlog(data)
+    ctx.call_on_close(il.close)
+    return il
+
+
+@click.group()
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="IRONLOG_DATA",
+    default=Path("data"),
+    show_default=True,
+    help="Data directory (env IRONLOG_DATA).",
+)
+@click.version_option(package_name="ironlog")
+@click.pass_context
+def main(ctx: click.Context, data: Path) -> None:
+    """ironlog: a crash-proof, tamper-evident audit log."""
+    ctx.ensure_object(dict)
+    ctx.obj["data"] = data
+
+
+@main.command()
+@click.option(
+    "--origin-prefix",
+    default=DEFAULT_ORIGIN_PREFIX,
+    show_default=True,
+    help="Prefix of every log's origin: <prefix>/<tenant>/<log>.",
+)
+@click.pass_context
+@_errors
+def init(ctx: click.Context, origin_prefix: str) -> None:
+    """Create the data directory (0700) and its master key."""
+    data: Path = ctx.obj["data"]
+    created = init_data_dir(data, origin_prefix)
+    what = "created master key" if created else "master key already present"
+    click.echo(f"initialised {data} ({what})")
+
+
+@main.group("log")
+def log_group() -> None:
+    """Manage logs."""
+
+
+@log_group.command("create")
+@click.argument("path")
+@click.option(
+    "--durability",
+    default="sync",
+    show_default=True,
+    help="sync | interval:MS | off (off is for tests and benchmarks only).",
+)
+@click.pass_context
+@_errors
+def log_create(ctx: click.Context, path: str, durability: str) -> None:
+    """Create TENANT/LOG (and the tenant, if it does not exist yet)."""
+    tenant, _, name = _split(path)
+    il = _open(ctx)
+    info = il.create_log(tenant, name, Durability.parse(durability), create_tenant=True)
+    lg = il.log(tenant, name)
+    click.echo(f"created log {info.path}")
+    click.echo(f"origin: {info.origin}")
+    click.echo(f"durability: {info.durability}")
+    click.echo(f"vkey: {lg.verifier.vkey()}")
+
+
+@log_group.command("list")
+@click.pass_context
+@_errors
+def log_list(ctx: click.Context) -> None:
+    """List logs with their size and durability."""
+    il = _open(ctx)
+    for info in il.list_logs():
+        size = il.log(info.tenant, info.name).head().size
+        click.echo(f"{info.path}\t{size}\t{info.durability}\t{info.origin}")
+
+
+def _split(path: str) -> tuple[str, str, str]:
+    tenant, sep, name = path.partition("/")
+    if not sep or not tenant or not name or "/" in name:
+        raise click.BadParameter(f"{path!r} is not TENANT/LOG", param_hint="TENANT/LOG")
+    return tenant, sep, name
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    for n, line in enumerate(stream, 1):
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield n, line
+
+
+@main.command()
+@click.argument("path")
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option("--raw", is_flag=True, help='Store plain text lines as {"message": ...}.')
+@click.option(
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Entries per committed batch.",
+)
+@click.pass_context
+@_errors
+def append(ctx: click.Context, path: str, file: IO[bytes], raw: bool, batch_size: int) -> None:
+    """Append NDJSON objects (or --raw text lines) from FILE or stdin.
+
+    Each batch is all or nothing; on a bad line the command stops, says which
+    line, and reports what earlier batches already appended."""
+    tenant, _, name = _split(path)
+    lg = _open(ctx).log(tenant, name)
+    pending: list[Future[BatchReceipt | list[Receipt]]] = []
+    appended = 0
+    last: BatchReceipt | None = None
+
+    def settle(keep: int) -> None:
+        nonlocal appended, last
+        while len(pending) > keep:
+            res = pending.pop(0).result()
+            assert isinstance(res, BatchReceipt)
+            appended += res.count
+            last = res
+
+    batch: list[PreparedEntry] = []
+    try:
+        for lineno, line in _lines(file):
+            received = now_us()
+            try:
+                if raw:
+                    try:
+                        text = line.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise click.ClickException(f"line {lineno}: invalid UTF-8") from e
+                    batch.append(prepare_text(text, received, "cli"))
+                else:
+                    batch.append(prepare_json(line, received, "cli"))
+            except IronlogError as e:
+                raise click.ClickException(f"line {lineno}: {e}") from e
+            if len(batch) >= batch_size:
+                pending.append(lg.submit(batch, proofs=False))
+                batch = []
+                settle(1)  # one batch committing while the next is prepared
+        if batch:
+            pending.append(lg.submit(batch, proofs=False))
+        settle(0)
+    except click.ClickException as e:
+        settle(0)
+        done = f"; {appended} entries from earlier batches were appended" if appended else ""
+        raise click.ClickException(f"{e.message}; nothing of its batch was written{done}") from e
+    if last is None:
+        raise click.ClickException("no entries in the input")
+    click.echo(
+        f"appended {appended} entries (indexes {last.first_index + last.count - appended}"
+        f"..{last.first_index + last.count - 1})"
+    )
+    click.echo(last.checkpoint, nl=False)
+
+
+def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option(
+            "--from", "from_", help="Received at or after: 1h, 30m, 2d, YYYY-MM-DD, RFC 3339."
+        ),
+        click.option("--to", help="Received before (same forms)."),
+        click.option("--actor"),
+        click.option("--action"),
+        click.option("--resource"),
+        click.option("--outcome"),
+        click.option("--limit", type=click.IntRange(min=1)),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _query(kw: dict[str, Any]) -> Query:
+    now = now_us()
+    return Query(
+        since_us=parse_time(kw["from_"], now) if kw.get("from_") else None,
+        until_us=parse_time(kw["to"], now) if kw.get("to") else None,
+        actor=kw.get("actor"),
+        action=kw.get("action"),
+        resource=kw.get("resource"),
+        outcome=kw.get("outcome"),
+        limit=kw.get("limit"),
+    )
+
+
+_CSV_FIELDS = ("index", "received_at", "actor", "action", "resource", "outcome", "entry")
+
+
+def _write(rows: Iterator[tuple[int, bytes]], fmt: str, out: IO[str]) -> int:
+    n = 0
+    if fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(_CSV_FIELDS)
+    elif fmt == "json":
+        out.write("[")
+    for idx, data in rows:
+        text = data.decode("utf-8")
+        if fmt in ("ndjson", "json"):
+            if fmt == "json" and n:
+                out.write(",\n")
+            out.write(f'{{"index":{idx},"entry":{text}}}')
+            if fmt == "ndjson":
+                out.write("\n")
+        else:
+            obj = msgspec.json.decode(data)
+            fields = [
+                str(obj.get(k, "")) if isinstance(obj, dict) else "" for k in _CSV_FIELDS[1:6]
+            ]
+            if fmt == "csv":
+                w.writerow([idx, *fields, text])
+            else:
+                out.write(f"{idx}\t" + "\t".join(f or "-" for f in fields) + "\n")
+        n += 1
+    if fmt == "json":
+        out.write("]\n")
+    return n
+
+
+@main.command()
+@click.argument("path")
+@_filters
+@click.pass_context
+@_errors
+def query(ctx: click.Context, /, path: str, fmt: str | None, **kw: Any) -> None:
+    """Show entries by received time and actor, action, resource, outcome."""
+    tenant, _, name = _split(path)
+    lg = _open(ctx).log(tenant, name)
+    _write(lg.query(_query(kw)), fmt or "text", sys.stdout)
+
+
+@main.command()
+@click.argument("path")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_filters
+@click.pass_context
+@_errors
+def export(ctx: click.Context, /, path: str, output: Path, fmt: str | None, **kw: Any) -> None:
+    """Write matching entries to a file, atomically (ndjson by default)."""
+    tenant, _, name = _split(path)
+    lg = _open(ctx).log(tenant, name)
+    q = _query(kw)
+    directory = output.resolve().parent
+    if not directory.is_dir():
+        raise click.ClickException(f"directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            n = _write(lg.query(q), fmt or "ndjson", f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    click.echo(f"exported {n} entries to {output}")
+
+
+@main.command()
+@click.argument("path")
+@click.option("--size", type=click.IntRange(min=1), help="A stored checkpoint of this size.")
+@click.pass_context
+@_errors
+def checkpoint(ctx: click.Context, path: str, size: int | None) -> None:
+    """Print the latest signed checkpoint."""
+    tenant, _, name = _split(path)
+    click.echo(_open(ctx).log(tenant, name).checkpoint(size), nl=False)
+
+
+@main.command()
+@click.argument("path")
+@click.pass_context
+@_errors
+def vkey(ctx: click.Context, path: str) -> None:
+    """Print the log's verifier key."""
+    tenant, _, name = _split(path)
+    click.echo(_open(ctx).log(tenant, name).verifier.vkey())
+
+
+@main.command()
+@click.argument("path")
+@click.option("--index", type=click.IntRange(min=0), help="Inclusion proof of this entry.")
+@click.option(
+    "--size", type=click.IntRange(min=1), help="Tree size to prove against (default: latest)."
+)
+@click.option(
+    "--from", "from_", type=click.IntRange(min=1), help="Consistency proof from this size..."
+)
+@click.option("--to", type=click.IntRange(min=1), help="...to this size (default: latest).")
+@click.pass_context
+@_errors
+def proof(
+    ctx: click.Context,
+    path: str,
+    index: int | None,
+    size: int | None,
+    from_: int | None,
+    to: int | None,
+) -> None:
+    """A tlog-proof (--index) or a consistency proof (--from/--to)."""
+    tenant, _, name = _split(path)
+    lg = _open(ctx).log(tenant, name)
+    if index is not None and from_ is None:
+        click.echo(lg.tlog_proof(index, size).to_text(), nl=False)
+    elif from_ is not None and index is None:
+        for h in lg.consistency_proof(from_, to):
+            click.echo(b64encode(h))
+    else:
+        raise click.UsageError("give either --index N [--size S] or --from M [--to N]")
+
+
+@main.command()
+@click.argument("path", required=False)
+@click.option("--all", "all_", is_flag=True, help="Audit every log.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_errors
+def verify(ctx: click.Context, path: str | None, all_: bool, quiet: bool) -> None:
+    """Full audit: re-hash every entry, rebuild every tile, check every checkpoint.
+
+    Exits 0 only if everything holds; otherwise names the first bad entry,
+    tile or checkpoint."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    il = _open(ctx)
+    if all_ == bool(path):
+        raise click.UsageError("give TENANT/LOG or --all")
+    targets = [i.path for i in il.list_logs()] if all_ else [path or ""]
+    for p in targets:
+        _split(p)
+    failed = 0
+    console_err = not quiet and sys.stderr.isatty()
+    for p in targets:
+        lg = il.log_by_path(p)
+        total = lg.head().size
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            disable=not console_err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(p, total=total or 1)
+
+            def progress(n: int, t: Any = task, b: Progress = bar) -> None:
+                b.update(t, completed=n)
+
+            report: AuditReport = audit_log(lg, progress)
+        if report.ok:
+            rate = report.entries / report.seconds if report.seconds else 0.0
+            click.echo(
+                f"ok {p}: {report.entries} entries, {report.tiles} tiles, "
+                f"{report.checkpoints} checkpoints verified in {report.seconds:.2f}s "
+                f"({rate:,.0f} entries/s)"
+            )
+        else:
+            failed += 1
+            click.echo(f"FAILED {p}: {report.problem}", err=True)
+    if failed:
+        ctx.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
