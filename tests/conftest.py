@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ironlog.instance import Ironlog, init_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("IRONLOG_SHARED", ROOT.parent / "shared"))
+VECTORS = SHARED / "vectors"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def sumdb() -> dict:  # type: ignore[type-arg]
+    return json.loads((VECTORS / "interop-go-sumdb.json").read_text())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    init_data_dir(d)
+    return d
+
+
+@pytest.fixture
+def il(data_dir: Path) -> Iterator[Ironlog]:
+    inst = Ironlog(data_dir)
+    yield inst
+    inst.close()

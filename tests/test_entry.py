@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ironlog.entry import format_time, prepare_json, prepare_text
+from ironlog.errors import InvalidEntryError
+from ironlog.merkle import leaf_hash
+from ironlog.timeparse import parse_time
+
+T = 1_795_000_000_123_456
+
+
+def test_canonical_bytes() -> None:
+    e = prepare_json(b'{ "b": 1, "a": {"z": [1, 2.5], "y": "\xc3\xa9"}, "actor": "al" }', T, "http")
+    assert e.data == (
+        '{"a":{"y":"é","z":[1,2.5]},"actor":"al","b":1,'
+        f'"received_at":"{format_time(T)}","source":"http"}}'
+    ).encode()
+    assert e.leaf == leaf_hash(e.data)
+    assert e.actor == "al" and e.action is None
+    assert format_time(T).endswith(".123456Z")
+
+
+@pytest.mark.parametrize(
+    ("raw", "msg"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1,2]", "not an array"),
+        (b'"s"', "not a string"),
+        (b"3", "not a number"),
+        (b"null", "not null"),
+        (b'{"a":"\xff"}', "invalid UTF-8"),
+        (b'{"a":1} {}', "not valid JSON"),
+        (b'{"received_at":"x"}', "reserved"),
+        (json.dumps({"a": "x" * 65536}).encode(), "limit is 65535"),
+    ],
+)
+def test_rejects(raw: bytes, msg: str) -> None:
+    with pytest.raises(InvalidEntryError, match=msg):
+        prepare_json(raw, T, "cli")
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises(InvalidEntryError):
+        prepare_json(b"[" * 100000 + b"]" * 100000, T, "cli")
+
+
+def test_text() -> None:
+    assert b'"message":"hello"' in prepare_text("hello", T, "cli").data
+
+
+def test_times() -> None:
+    now = 10**15
+    assert parse_time("1h", now) == now - 3_600_000_000
+    assert parse_time("2d", now) == now - 2 * 86_400_000_000
+    assert parse_time("1970-01-02", now) == 86_400_000_000
+    assert parse_time("1970-01-01T00:00:01.5Z", now) == 1_500_000
+    for bad in ("yesterday", "2026-13-01", "1970-01-01T00:00:00"):
+        with pytest.raises(Exception, match="time"):
+            parse_time(bad, now)

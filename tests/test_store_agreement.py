@@ -1,0 +1,197 @@
+"""The one suite every store driver must pass: the same operations go to each
+driver and to an in-memory reference model, and every answer must agree."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ironlog import merkle, tiles
+from ironlog.entry import PreparedEntry, prepare_object
+from ironlog.errors import ConflictError, NotFoundError
+from ironlog.note import Checkpoint, Signer
+from ironlog.store.base import Driver, Durability, LogInfo, Query, TenantRecord
+from ironlog.store.sqlite import SqliteDriver
+
+DriverFactory = Callable[[Path], Driver]
+DRIVERS: dict[str, DriverFactory] = {"sqlite": SqliteDriver}
+
+ACTORS = ["alice", "bob", None]
+OUTCOMES = ["success", "failure", None]
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def make_driver(request: pytest.FixtureRequest) -> DriverFactory:
+    return DRIVERS[request.param]
+
+
+def _info(name: str = "l", durability: str = "off") -> LogInfo:
+    return LogInfo("t", name, f"log.example/t/{name}", Durability.parse(durability), 1)
+
+
+def _event(i: int) -> PreparedEntry:
+    obj: dict[str, object] = {"n": i, "action": "act" + str(i % 3)}
+    if ACTORS[i % 3]:
+        obj["actor"] = ACTORS[i % 3]
+    if OUTCOMES[i % 3]:
+        obj["outcome"] = OUTCOMES[i % 3]
+    return prepare_object(obj, 1_000_000 + i * 1000, "test")
+
+
+class Model:
+    def __init__(self) -> None:
+        self.entries: list[PreparedEntry] = []
+
+    def tiles(self) -> dict[tuple[int, int], bytes]:
+        tb = tiles.TileBuilder()
+        out = {}
+        for ref, data in tb.add([e.leaf for e in self.entries]) + tb.partials():
+            out[(ref.level, ref.index)] = data
+        return out
+
+    def query(self, q: Query) -> list[int]:
+        res = []
+        for i, e in enumerate(self.entries):
+            if i < q.from_index:
+                continue
+            if q.since_us is not None and e.received_us < q.since_us:
+                continue
+            if q.until_us is not None and e.received_us >= q.until_us:
+                continue
+            if any(getattr(q, c) is not None and getattr(q, c) != getattr(e, c)
+                   for c in ("actor", "action", "resource", "outcome")):
+                continue
+            res.append(i)
+        return res[: q.limit] if q.limit is not None else res
+
+
+@pytest.fixture
+def tmp() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as d:
+        yield Path(d)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.integers(1, 300), min_size=1, max_size=8), data=st.data())
+def test_driver_agrees_with_model(make_driver: DriverFactory, batches: list[int], data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        driver = make_driver(Path(d))
+        store = driver.open_log(_info())
+        signer = Signer(_info().origin, b"\x01" * 32)
+        model = Model()
+
+        def sign(size: int, root: bytes) -> str:
+            return Checkpoint(_info().origin, size, root).sign(signer)
+
+        try:
+            for count in batches:
+                new = [_event(len(model.entries) + i) for i in range(count)]
+                res = store.append(new, sign)
+                assert res.first_index == len(model.entries) and res.count == count
+                model.entries.extend(new)
+                head = store.head()
+                assert head.size == len(model.entries)
+                assert head.root == merkle.root_from_leaves([e.leaf for e in model.entries])
+                assert head.checkpoint == sign(head.size, head.root) == res.head.checkpoint
+                assert store.checkpoint(head.size) == head.checkpoint
+            want_tiles = model.tiles()
+            assert {(lv, ix): d for lv, ix, d in store.iter_tiles()} == want_tiles
+            for (lv, ix), tile in want_tiles.items():
+                assert store.tile(lv, ix) == tile
+            sizes = [s for s, _ in store.checkpoints()]
+            expect, total = [], 0
+            for c in batches:
+                total += c
+                expect.append(total)
+            assert sizes == expect
+            assert [s for s, _ in store.checkpoints(expect[-1])] == [expect[-1]]
+            n = len(model.entries)
+            a = data.draw(st.integers(0, n))
+            b = data.draw(st.integers(a, n + 5))
+            assert store.entries(a, b) == [e.data for e in model.entries[a:b]]
+            scanned = [r for chunk in store.scan_entries(a, b) for r in chunk]
+            assert scanned == [(i, model.entries[i].data) for i in range(a, min(b, n))]
+            q = Query(
+                since_us=data.draw(st.none() | st.integers(1_000_000, 1_000_000 + n * 1000)),
+                until_us=data.draw(st.none() | st.integers(1_000_000, 1_000_000 + n * 1000)),
+                actor=data.draw(st.sampled_from(ACTORS)),
+                action=data.draw(st.sampled_from([None, "act0", "act1"])),
+                outcome=data.draw(st.sampled_from(OUTCOMES)),
+                from_index=data.draw(st.integers(0, n)),
+                limit=data.draw(st.none() | st.integers(1, 50)),
+            )
+            assert [i for i, _ in store.query(q)] == model.query(q)
+        finally:
+            store.close()
+            driver.close()
+
+
+def test_failed_batch_writes_nothing(make_driver: DriverFactory, tmp: Path) -> None:
+    driver = make_driver(tmp)
+    store = driver.open_log(_info())
+    signer = Signer(_info().origin, b"\x01" * 32)
+
+    def sign(size: int, root: bytes) -> str:
+        return Checkpoint(_info().origin, size, root).sign(signer)
+
+    def broken(size: int, root: bytes) -> str:
+        raise RuntimeError("signer down")
+
+    store.append([_event(0)], sign)
+    before = (store.head(), list(store.iter_tiles()), list(store.checkpoints()))
+    with pytest.raises(RuntimeError):
+        store.append([_event(1), _event(2)], broken)
+    assert (store.head(), list(store.iter_tiles()), list(store.checkpoints())) == before
+    assert store.entries(0, 10) == [_event(0).data]
+    # and the store carries on correctly afterwards
+    store.append([_event(1)], sign)
+    assert store.head().root == merkle.root_from_leaves([_event(0).leaf, _event(1).leaf])
+    store.close()
+    driver.close()
+
+
+def test_two_store_objects_share_one_log(make_driver: DriverFactory, tmp: Path) -> None:
+    """A second writer (as another process would be) moves the head; the first reloads."""
+    d1, d2 = make_driver(tmp), make_driver(tmp)
+    s1, s2 = d1.open_log(_info()), d2.open_log(_info())
+    signer = Signer(_info().origin, b"\x01" * 32)
+
+    def sign(size: int, root: bytes) -> str:
+        return Checkpoint(_info().origin, size, root).sign(signer)
+
+    leaves = []
+    for i in range(600):
+        e = _event(i)
+        (s1 if i % 3 else s2).append([e], sign)
+        leaves.append(e.leaf)
+    assert s1.head() == s2.head()
+    assert s1.head().root == merkle.root_from_leaves(leaves)
+    for s in (s1, s2):
+        s.close()
+    d1.close()
+    d2.close()
+
+
+def test_control_store(make_driver: DriverFactory, tmp: Path) -> None:
+    driver = make_driver(tmp)
+    c = driver.control()
+    rec = TenantRecord("t", 1, False, b"sealed", b"pub")
+    c.create_tenant(rec)
+    with pytest.raises(ConflictError):
+        c.create_tenant(rec)
+    assert c.get_tenant("t") == rec and c.get_tenant("u") is None
+    c.create_log(_info("a", "interval:50"))
+    with pytest.raises(ConflictError):
+        c.create_log(_info("a"))
+    with pytest.raises(NotFoundError):
+        c.create_log(LogInfo("nobody", "a", "o/nobody/a", Durability(), 1))
+    assert c.get_log("t", "a") == _info("a", "interval:50")
+    assert [i.name for i in c.list_logs("t")] == ["a"]
+    c.set_setting("k", "v")
+    assert c.get_setting("k") == "v" and c.get_setting("x") is None
+    driver.close()
