@@ -14,10 +14,13 @@ T = 1_795_000_000_123_456
 
 def test_canonical_bytes() -> None:
     e = prepare_json(b'{ "b": 1, "a": {"z": [1, 2.5], "y": "\xc3\xa9"}, "actor": "al" }', T, "http")
-    assert e.data == (
-        '{"a":{"y":"é","z":[1,2.5]},"actor":"al","b":1,'
-        f'"received_at":"{format_time(T)}","source":"http"}}'
-    ).encode()
+    assert (
+        e.data
+        == (
+            '{"a":{"y":"é","z":[1,2.5]},"actor":"al","b":1,'
+            f'"received_at":"{format_time(T)}","source":"http"}}'
+        ).encode()
+    )
     assert e.leaf == leaf_hash(e.data)
     assert e.actor == "al" and e.action is None
     assert format_time(T).endswith(".123456Z")

@@ -15,7 +15,9 @@ b64 = base64.b64decode
 
 
 def _entry(i: int) -> bytes:
-    return json.dumps({"action": "login", "actor": f"user-{i % 97}", "n": i}, separators=(",", ":")).encode()
+    return json.dumps(
+        {"action": "login", "actor": f"user-{i % 97}", "n": i}, separators=(",", ":")
+    ).encode()
 
 
 @pytest.fixture(scope="module")

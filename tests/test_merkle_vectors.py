@@ -29,7 +29,10 @@ def test_inclusion_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     try:
         verify_inclusion(
-            v["leafIdx"], v["treeSize"], _b(v["leafHash"]), [_b(p) for p in v["proof"] or []],
+            v["leafIdx"],
+            v["treeSize"],
+            _b(v["leafHash"]),
+            [_b(p) for p in v["proof"] or []],
             _b(v["root"]),
         )
         err = False
@@ -43,7 +46,10 @@ def test_consistency_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     try:
         verify_consistency(
-            v["size1"], v["size2"], [_b(p) for p in v["proof"] or []], _b(v["root1"]),
+            v["size1"],
+            v["size2"],
+            [_b(p) for p in v["proof"] or []],
+            _b(v["root1"]),
             _b(v["root2"]),
         )
         err = False

@@ -97,8 +97,14 @@ def test_checkpoint_roundtrip(origin: str, size: int, root: bytes) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["o\n01\nAAAA\n", "o\n1\n", "o o\n1\n" + "A" * 43 + "=\n", "o\n-1\n" + "A" * 43 + "=\n",
-     "o\n1\nAAAA\n", "o\n1\n" + "A" * 43 + "=\n\n"],
+    [
+        "o\n01\nAAAA\n",
+        "o\n1\n",
+        "o o\n1\n" + "A" * 43 + "=\n",
+        "o\n-1\n" + "A" * 43 + "=\n",
+        "o\n1\nAAAA\n",
+        "o\n1\n" + "A" * 43 + "=\n\n",
+    ],
 )
 def test_bad_checkpoints(body: str) -> None:
     with pytest.raises(FormatError):
@@ -130,7 +136,9 @@ def test_cosignature_v1() -> None:
     assert note.verify_cosignature(cp.body(), parsed.signatures[1], w) == 1_700_000_000
     # The log key still verifies the note; the cosignature is an unknown key to it.
     assert note.open_checkpoint(cosigned, log_signer.verifier()).checkpoint == cp
-    tampered = note.NoteSignature(sig.name, sig.key_id, (1_700_000_001).to_bytes(8, "big") + sig.blob[8:])
+    tampered = note.NoteSignature(
+        sig.name, sig.key_id, (1_700_000_001).to_bytes(8, "big") + sig.blob[8:]
+    )
     with pytest.raises(VerificationError):
         note.verify_cosignature(cp.body(), tampered, w)
 
@@ -170,8 +178,17 @@ def test_tile_index_paths(n: int, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["tile/0/5", "tile/0/005.p/0", "tile/0/005.p/256", "tile/0/x000/005", "tile/01/000",
-            "tile/0/005.p/07", "tile/x/000", "../etc/passwd"],
+    "bad",
+    [
+        "tile/0/5",
+        "tile/0/005.p/0",
+        "tile/0/005.p/256",
+        "tile/0/x000/005",
+        "tile/01/000",
+        "tile/0/005.p/07",
+        "tile/x/000",
+        "../etc/passwd",
+    ],
 )
 def test_bad_tile_paths(bad: str) -> None:
     with pytest.raises(FormatError):
@@ -192,3 +209,10 @@ def test_bundle_roundtrip() -> None:
         tiles.encode_bundle([b"x" * 65536])
     with pytest.raises(FormatError):
         tiles.decode_bundle(b"\x00\x05ab")
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_key_strings_roundtrip(seed: bytes) -> None:
+    s = note.Signer("log.example/t/l", seed)
+    assert note.Signer.from_private_key(s.private_key()).vkey() == s.vkey()
+    assert note.Verifier.from_vkey(s.vkey()) == s.verifier()

@@ -63,8 +63,10 @@ class Model:
                 continue
             if q.until_us is not None and e.received_us >= q.until_us:
                 continue
-            if any(getattr(q, c) is not None and getattr(q, c) != getattr(e, c)
-                   for c in ("actor", "action", "resource", "outcome")):
+            if any(
+                getattr(q, c) is not None and getattr(q, c) != getattr(e, c)
+                for c in ("actor", "action", "resource", "outcome")
+            ):
                 continue
             res.append(i)
         return res[: q.limit] if q.limit is not None else res
@@ -76,9 +78,13 @@ def tmp() -> Iterator[Path]:
         yield Path(d)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batches=st.lists(st.integers(1, 300), min_size=1, max_size=8), data=st.data())
-def test_driver_agrees_with_model(make_driver: DriverFactory, batches: list[int], data: st.DataObject) -> None:
+def test_driver_agrees_with_model(
+    make_driver: DriverFactory, batches: list[int], data: st.DataObject
+) -> None:
     with tempfile.TemporaryDirectory() as d:
         driver = make_driver(Path(d))
         store = driver.open_log(_info())

@@ -116,9 +116,22 @@ def _audit(lg: Log, report: AuditReport, progress: Callable[[int], None]) -> Non
             )
             raise _Stop(Problem("tile", ref.path(), msg))
 
+    def first_partial_mismatch() -> tuple[int, TileRef] | None:
+        """Where the growing level-0 tile differs from the stored one, if it does."""
+        for ref, data in builder.partials():
+            if ref.level != 0:
+                continue
+            stored = store.tile(0, ref.index) or b""
+            for i in range(0, len(data), HASH_SIZE):
+                if stored[i : i + HASH_SIZE] != data[i : i + HASH_SIZE]:
+                    return ref.index * TILE_WIDTH + i // HASH_SIZE, ref
+        return None
+
     def at_checkpoint(cp_size: int, root: bytes) -> None:
-        nonlocal last_cp_size
+        nonlocal last_cp_size, suspect
         ok = builder.root() == root
+        if not ok and suspect is None:
+            suspect = first_partial_mismatch()
         if suspect is not None:
             index, ref = suspect
             if ok:

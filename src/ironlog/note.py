@@ -73,7 +73,7 @@ class Signer:
     @classmethod
     def from_private_key(cls, text: str) -> Signer:
         """Parse Go's ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>``."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 4)
         if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
             raise FormatError("not a note private key (PRIVATE+KEY+name+id+key)")
         _, _, name, hex_id, b64 = parts
@@ -128,7 +128,7 @@ class Verifier:
 
     @classmethod
     def from_vkey(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise FormatError("a verifier key is name+hexid+base64key")
         name, hex_id, b64 = parts

@@ -1,0 +1,288 @@
+"""The ``ironlog`` command, run as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ironlog import merkle, note, tlogproof
+from tests.conftest import BIN
+
+
+def run(
+    data: Path, *args: str, stdin: bytes | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    raw = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        timeout=120,
+    )
+    p = subprocess.CompletedProcess(
+        raw.args, raw.returncode, raw.stdout.decode(), raw.stderr.decode()
+    )
+    if ok:
+        assert p.returncode == 0, p.stderr
+    else:
+        assert p.returncode != 0, p.stdout
+        assert "Traceback" not in p.stderr
+    return p
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    out = run(d, "init").stdout
+    assert "created master key" in out
+    assert (d.stat().st_mode & 0o777) == 0o700
+    assert ((d / "master.key").stat().st_mode & 0o777) == 0o600
+    run(d, "log", "create", "acme/payments")
+    return d
+
+
+EVENTS = b"".join(
+    json.dumps({"actor": a, "action": act, "resource": f"acct/{i}", "outcome": o, "n": i}).encode()
+    + b"\n"
+    for i, (a, act, o) in enumerate(
+        [("alice", "pay", "success"), ("bob", "refund", "failure"), ("alice", "login", "success")]
+        * 10
+    )
+)
+
+
+def test_append_query_export(data: Path, tmp_path: Path) -> None:
+    out = run(data, "append", "acme/payments", stdin=EVENTS).stdout
+    assert "appended 30 entries (indexes 0..29)" in out
+    assert "ironlog.localhost/acme/payments\n30\n" in out
+    f = tmp_path / "more.ndjson"
+    f.write_bytes(EVENTS)
+    assert "indexes 30..59" in run(data, "append", "acme/payments", str(f)).stdout
+    assert (
+        "indexes 60..61"
+        in run(data, "append", "acme/payments", "--raw", stdin=b"plain line\nanother\n").stdout
+    )
+
+    rows = [
+        json.loads(line)
+        for line in run(
+            data,
+            "query",
+            "acme/payments",
+            "--actor",
+            "alice",
+            "--action",
+            "pay",
+            "--format",
+            "ndjson",
+        ).stdout.splitlines()
+    ]
+    assert len(rows) == 20 and all(r["entry"]["actor"] == "alice" for r in rows)
+    assert (
+        len(
+            json.loads(
+                run(
+                    data,
+                    "query",
+                    "acme/payments",
+                    "--outcome",
+                    "failure",
+                    "--limit",
+                    "3",
+                    "--format",
+                    "json",
+                ).stdout
+            )
+        )
+        == 3
+    )
+    assert (
+        run(data, "query", "acme/payments", "--resource", "acct/4", "--format", "csv").stdout.count(
+            "\n"
+        )
+        == 3
+    )
+    assert (
+        run(data, "query", "acme/payments", "--from", "1h", "--to", "2999-01-01").stdout.count("\n")
+        == 62
+    )
+    assert run(data, "query", "acme/payments", "--to", "1h").stdout == ""
+    text = run(data, "query", "acme/payments", "--limit", "1").stdout
+    assert text.startswith("0\t") and "alice" in text
+
+    target = tmp_path / "out" / "export.ndjson"
+    target.parent.mkdir()
+    assert (
+        "exported 62 entries"
+        in run(data, "export", "acme/payments", "--output", str(target)).stdout
+    )
+    lines = target.read_bytes().splitlines()
+    assert len(lines) == 62 and json.loads(lines[61])["entry"]["message"] == "another"
+    assert os.listdir(target.parent) == ["export.ndjson"]  # no temp file left behind
+    run(data, "export", "acme/payments", "--output", str(tmp_path / "nodir" / "x"), ok=False)
+
+
+def test_bad_input_is_rejected_whole(data: Path) -> None:
+    cases = [
+        (b'{"ok":1}\nnot json\n', "line 2: not valid JSON"),
+        (b'{"ok":1}\n[1,2]\n', "line 2: an event must be a JSON object"),
+        (b'{"a":"\xff"}\n', "line 1: not valid JSON: invalid UTF-8"),
+        (json.dumps({"a": "x" * 70000}).encode() + b"\n", "limit is 65535"),
+        (b"", "no entries"),
+    ]
+    for payload, msg in cases:
+        p = run(data, "append", "acme/payments", stdin=payload, ok=False)
+        assert msg in p.stderr
+    assert (
+        "nothing of its batch was written"
+        in run(data, "append", "acme/payments", stdin=b"{}\nx\n", ok=False).stderr
+    )
+    assert run(data, "query", "acme/payments").stdout == ""  # nothing was written
+    assert "does not exist" in run(data, "append", "acme/nope", stdin=b"{}\n", ok=False).stderr
+    assert "is not TENANT/LOG" in run(data, "append", "nope", stdin=b"{}\n", ok=False).stderr
+    assert (
+        "invalid durability"
+        in run(data, "log", "create", "acme/x", "--durability", "fast", ok=False).stderr
+    )
+    assert "already exists" in run(data, "log", "create", "acme/payments", ok=False).stderr
+    assert (
+        "cannot read time"
+        in run(data, "query", "acme/payments", "--from", "yesterday", ok=False).stderr
+    )
+    assert (
+        "not an ironlog data directory"
+        in run(data.parent / "empty", "query", "a/b", ok=False).stderr
+    )
+
+
+def test_batches_commit_in_order_and_report_partial(data: Path) -> None:
+    payload = b"".join(json.dumps({"n": i}).encode() + b"\n" for i in range(25)) + b"bad\n"
+    p = run(data, "append", "acme/payments", "--batch-size", "10", stdin=payload, ok=False)
+    assert "line 26" in p.stderr and "20 entries from earlier batches were appended" in p.stderr
+    assert run(data, "query", "acme/payments").stdout.count("\n") == 20
+
+
+def test_checkpoint_vkey_proofs_offline(data: Path, tmp_path: Path) -> None:
+    run(data, "append", "acme/payments", stdin=EVENTS)
+    vkey = run(data, "vkey", "acme/payments").stdout.strip()
+    verifier = note.Verifier.from_vkey(vkey)
+    cp = note.open_checkpoint(run(data, "checkpoint", "acme/payments").stdout, verifier).checkpoint
+    assert cp.size == 30
+    proof = tlogproof.parse_tlog_proof(run(data, "proof", "acme/payments", "--index", "7").stdout)
+    entry = json.loads(run(data, "query", "acme/payments", "--format", "json").stdout)[7]["entry"]
+    raw = json.dumps(entry, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    proof.verify(raw, verifier)
+    run(data, "append", "acme/payments", stdin=EVENTS)
+    old = tlogproof.parse_tlog_proof(
+        run(data, "proof", "acme/payments", "--index", "7", "--size", "30").stdout
+    )
+    assert old.checkpoint == run(data, "checkpoint", "acme/payments", "--size", "30").stdout
+    new = note.open_checkpoint(run(data, "checkpoint", "acme/payments").stdout, verifier).checkpoint
+    hashes = [
+        note.b64decode(h)
+        for h in run(data, "proof", "acme/payments", "--from", "30", "--to", "60").stdout.split()
+    ]
+    merkle.verify_consistency(30, 60, hashes, cp.root, new.root)
+    assert "give either" in run(data, "proof", "acme/payments", ok=False).stderr
+    assert (
+        "not below tree size"
+        in run(data, "proof", "acme/payments", "--index", "60", ok=False).stderr
+    )
+    assert (
+        "between 0 and 60"
+        in run(data, "proof", "acme/payments", "--index", "1", "--size", "99", ok=False).stderr
+    )
+
+
+def _db(data: Path) -> Path:
+    return data / "logs" / "acme" / "payments.db"
+
+
+@pytest.fixture
+def filled(data: Path) -> Path:
+    payload = b"".join(json.dumps({"actor": "a", "n": i}).encode() + b"\n" for i in range(1000))
+    run(data, "append", "acme/payments", "--batch-size", "100", stdin=payload)
+    assert "ok acme/payments: 1000 entries" in run(data, "verify", "acme/payments").stdout
+    assert "ok acme/payments" in run(data, "verify", "--all").stdout
+    return data
+
+
+def _flip_in_file(path: Path, needle: bytes) -> None:
+    """Change one byte of the database file itself, inside ``needle``."""
+    raw = bytearray(path.read_bytes())
+    pos = raw.find(needle)
+    assert pos >= 0 and raw.find(needle, pos + 1) < 0
+    raw[pos + len(needle) - 1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def _checkpointed(data: Path) -> None:
+    con = sqlite3.connect(_db(data))
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+
+
+def test_tamper_entry_byte(filled: Path) -> None:
+    _checkpointed(filled)
+    _flip_in_file(_db(filled), b'{"actor":"a","n":517,')
+    p = run(filled, "verify", "acme/payments", ok=False)
+    assert (
+        "FAILED acme/payments: entry 517: bytes do not match the leaf hash in tile/0/002"
+        in p.stderr
+    )
+
+
+def test_tamper_tile_byte(filled: Path) -> None:
+    con = sqlite3.connect(_db(filled))
+    tile = bytes(con.execute("SELECT data FROM tiles WHERE level=0 AND idx=1").fetchone()[0])
+    con.close()
+    _checkpointed(filled)
+    _flip_in_file(_db(filled), tile[40 * 32 : 41 * 32])
+    p = run(filled, "verify", "acme/payments", ok=False)
+    assert "tile tile/0/001: hash of entry 296 differs from the entry" in p.stderr
+
+
+def test_tamper_upper_tile(filled: Path) -> None:
+    con = sqlite3.connect(_db(filled))
+    con.execute("UPDATE tiles SET data = zeroblob(96) WHERE level = 1")
+    con.commit()
+    con.close()
+    assert "tile tile/1/000.p/3: differs" in run(filled, "verify", "acme/payments", ok=False).stderr
+
+
+def test_tamper_checkpoint_byte(filled: Path) -> None:
+    con = sqlite3.connect(_db(filled))
+    size, cp = con.execute(
+        "SELECT size, note FROM checkpoints ORDER BY size LIMIT 1 OFFSET 2"
+    ).fetchone()
+    con.close()
+    _checkpointed(filled)
+    sig = cp.split("— ")[1].split(" ")[1].strip()
+    _flip_in_file(_db(filled), sig[:20].encode())
+    p = run(filled, "verify", "acme/payments", ok=False)
+    assert f"checkpoint size {size}: does not verify" in p.stderr
+
+
+def test_tamper_root_in_checkpoint(filled: Path) -> None:
+    con = sqlite3.connect(_db(filled))
+    size, cp = con.execute(
+        "SELECT size, note FROM checkpoints ORDER BY size LIMIT 1 OFFSET 1"
+    ).fetchone()
+    con.close()
+    _checkpointed(filled)
+    _flip_in_file(_db(filled), cp.split("\n")[2][:30].encode())
+    p = run(filled, "verify", "acme/payments", ok=False)
+    assert f"checkpoint size {size}: does not verify" in p.stderr
+
+
+def test_deleted_entry(filled: Path) -> None:
+    con = sqlite3.connect(_db(filled))
+    con.execute("DELETE FROM entries WHERE idx = 555")
+    con.commit()
+    con.close()
+    assert "entry 555: is missing" in run(filled, "verify", "acme/payments", ok=False).stderr
+    # and the log refuses writes only if the damage reaches the head; the audit found it here

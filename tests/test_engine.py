@@ -1,0 +1,219 @@
+"""The library's append and read paths: group commit, receipts, durability
+modes, integrity on open, several processes appending to one log."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ironlog import merkle, note
+from ironlog.audit import audit_log
+from ironlog.entry import now_us, prepare_json
+from ironlog.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from ironlog.instance import Ironlog
+from ironlog.store.base import Durability
+from ironlog.tiles import TILE_WIDTH
+
+
+def ev(i: int, **kw: object) -> bytes:
+    import json
+
+    return json.dumps({"actor": f"u{i % 5}", "action": "login", "n": i, **kw}).encode()
+
+
+def test_receipts_verify_with_pure_core(il: Ironlog) -> None:
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+    vkey = note.Verifier.from_vkey(lg.verifier.vkey())
+    receipts = [lg.append(prepare_json(ev(i), now_us(), "test")) for i in range(300)]
+    for r in receipts:
+        cp = note.open_checkpoint(r.checkpoint, vkey).checkpoint
+        assert cp.origin == "ironlog.localhost/acme/pay"
+        merkle.verify_inclusion(
+            r.index, cp.size, merkle.leaf_hash(r.entry), r.inclusion_proof, cp.root
+        )
+        r.tlog_proof().verify(r.entry, vkey)
+    assert [r.index for r in receipts] == list(range(300))
+    # Older checkpoints are consistent with the newest.
+    head = lg.head()
+    for r in receipts[::37]:
+        cp = note.parse_checkpoint(note.parse_note(r.checkpoint).text)
+        merkle.verify_consistency(
+            cp.size, head.size, lg.consistency_proof(cp.size), cp.root, head.root
+        )
+
+
+def test_group_commit_batches_concurrent_appends(il: Ironlog) -> None:
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+
+    async def run() -> list[int]:
+        async def one(i: int) -> int:
+            return (await lg.append_async(prepare_json(ev(i), now_us(), "t"))).index
+
+        return await asyncio.gather(*(one(i) for i in range(2000)))
+
+    indexes = asyncio.run(run())
+    assert sorted(indexes) == list(range(2000))
+    stats = lg.writer_stats()
+    assert stats["mean_batch"] > 2, stats  # appends were grouped
+    assert lg.store.stats()["batches"] < 2000
+    assert audit_log(lg).ok
+
+
+def test_batch_is_all_or_nothing_and_reads(il: Ironlog) -> None:
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+    lg.append_batch([prepare_json(ev(i), now_us(), "t") for i in range(700)])
+    assert lg.head().size == 700
+    assert len(lg.tile(0, 0)) == 8192 and len(lg.tile(0, 2, 188)) == 188 * 32
+    assert lg.tile(0, 1, 10) == lg.tile(0, 1)[:320]
+    with pytest.raises(NotFoundError):
+        lg.tile(0, 2, 189)
+    with pytest.raises(NotFoundError):
+        lg.tile(0, 3)
+    bundle = lg.bundle(1)
+    assert bundle.count(b'"action":"login"') == TILE_WIDTH
+    with pytest.raises(NotFoundError):
+        lg.bundle(2)
+    assert lg.bundle(2, 188).count(b"login") == 188
+    with pytest.raises(InvalidRequestError):
+        lg.inclusion_proof(700)
+    with pytest.raises(InvalidRequestError):
+        lg.consistency_proof(5, 701)
+    with pytest.raises(NotFoundError):
+        lg.checkpoint(5)
+    assert lg.entry(3).startswith(b'{"action":"login","actor":"u3"')
+
+
+def test_durability_modes(il: Ironlog) -> None:
+    il.create_log("t", "sync", create_tenant=True)
+    il.create_log("t", "iv", Durability.parse("interval:50"))
+    il.create_log("t", "off", Durability.parse("off"))
+    iv = il.log("t", "iv")
+    for i in range(20):
+        iv.append(prepare_json(ev(i), now_us(), "t"))
+    # fsync happens at most every 50 ms, and within ~50 ms of the last commit
+    assert iv.store.stats()["fsyncs"] <= 3
+    time.sleep(0.3)
+    assert iv.store.stats()["fsyncs"] >= 1
+    before = iv.store.stats()["fsyncs"]
+    time.sleep(0.2)
+    assert iv.store.stats()["fsyncs"] == before  # nothing dirty, no fsync
+    assert iv.store.stats()["durability"] == "interval:50"
+    for name in ("sync", "off"):
+        lg = il.log("t", name)
+        lg.append(prepare_json(ev(1), now_us(), "t"))
+        assert lg.store.stats()["durability"] == name
+    with pytest.raises(InvalidRequestError):
+        Durability.parse("interval:0")
+    with pytest.raises(InvalidRequestError):
+        Durability.parse("sometimes")
+
+
+def test_names_and_conflicts(il: Ironlog) -> None:
+    il.create_log("acme", "pay", create_tenant=True)
+    with pytest.raises(ConflictError):
+        il.create_log("acme", "pay")
+    with pytest.raises(NotFoundError):
+        il.create_log("nobody", "pay")
+    for bad in ("../x", "A", "", "a/b", "-x", "x" * 64):
+        with pytest.raises(InvalidRequestError):
+            il.create_log("acme", bad)
+    with pytest.raises(NotFoundError):
+        il.log("acme", "nope")
+
+
+def test_head_check_refuses_writes(data_dir: Path) -> None:
+    import sqlite3
+
+    with Ironlog(data_dir) as il:
+        il.create_log("acme", "pay", create_tenant=True)
+        il.log("acme", "pay").append_batch([prepare_json(ev(i), now_us(), "t") for i in range(300)])
+    db = data_dir / "logs" / "acme" / "pay.db"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE tiles SET data = zeroblob(length(data)) WHERE level = 0 AND idx = 1")
+    con.commit()
+    con.close()
+    with Ironlog(data_dir) as il:
+        lg = il.log("acme", "pay")
+        assert lg.unhealthy and "root recomputed from stored tiles" in lg.unhealthy
+        with pytest.raises(IntegrityError, match="refuses writes"):
+            lg.append(prepare_json(ev(1), now_us(), "t"))
+        assert lg.head().size == 300  # reads still work
+
+
+def test_concurrent_threads_one_tree(il: Ironlog) -> None:
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(100):
+                if i % 10 == 0:
+                    lg.append_batch(
+                        [prepare_json(ev(k * 1000 + i + j), now_us(), "t") for j in range(7)]
+                    )
+                else:
+                    lg.append(prepare_json(ev(k * 1000 + i), now_us(), "t"))
+        except BaseException as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert lg.head().size == 8 * (90 + 10 * 7)
+    assert audit_log(lg).ok
+
+
+CHILD = r"""
+import sys, json
+from ironlog.instance import Ironlog
+from ironlog.entry import prepare_json, now_us
+il = Ironlog(sys.argv[1]); lg = il.log("acme", "pay")
+for i in range(int(sys.argv[3])):
+    e = prepare_json(json.dumps({"w": sys.argv[2], "i": i}), now_us(), "t")
+    if i % 5 == 0:
+        lg.append_batch([e, prepare_json(json.dumps({"w": sys.argv[2], "i": i, "b": 1}), now_us(), "t")])
+    else:
+        lg.append(e)
+il.close()
+"""
+
+
+def test_two_processes_append_to_one_log(data_dir: Path) -> None:
+    with Ironlog(data_dir) as il:
+        il.create_log("acme", "pay", create_tenant=True)
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir), w, "400"]) for w in "ab"]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    with Ironlog(data_dir) as il:
+        lg = il.log("acme", "pay")
+        assert lg.unhealthy is None
+        assert lg.head().size == 2 * (400 + 80)
+        report = audit_log(lg)
+        assert report.ok, report.problem
+        assert report.checkpoints > 100
+        seen = {
+            (o["w"], o["i"], o.get("b"))
+            for o in (
+                __import__("json").loads(d)
+                for _, d in lg.query(__import__("ironlog.store.base", fromlist=["Query"]).Query())
+            )
+        }
+        assert len(seen) == 960
