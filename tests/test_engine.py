@@ -4,6 +4,7 @@ modes, integrity on open, several processes appending to one log."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -22,13 +23,11 @@ from ironlog.errors import (
     NotFoundError,
 )
 from ironlog.instance import Ironlog
-from ironlog.store.base import Durability
+from ironlog.store.base import Durability, Query
 from ironlog.tiles import TILE_WIDTH
 
 
 def ev(i: int, **kw: object) -> bytes:
-    import json
-
     return json.dumps({"actor": f"u{i % 5}", "action": "login", "n": i, **kw}).encode()
 
 
@@ -189,7 +188,8 @@ il = Ironlog(sys.argv[1]); lg = il.log("acme", "pay")
 for i in range(int(sys.argv[3])):
     e = prepare_json(json.dumps({"w": sys.argv[2], "i": i}), now_us(), "t")
     if i % 5 == 0:
-        lg.append_batch([e, prepare_json(json.dumps({"w": sys.argv[2], "i": i, "b": 1}), now_us(), "t")])
+        e2 = prepare_json(json.dumps({"w": sys.argv[2], "i": i, "b": 1}), now_us(), "t")
+        lg.append_batch([e, e2])
     else:
         lg.append(e)
 il.close()
@@ -209,11 +209,5 @@ def test_two_processes_append_to_one_log(data_dir: Path) -> None:
         report = audit_log(lg)
         assert report.ok, report.problem
         assert report.checkpoints > 100
-        seen = {
-            (o["w"], o["i"], o.get("b"))
-            for o in (
-                __import__("json").loads(d)
-                for _, d in lg.query(__import__("ironlog.store.base", fromlist=["Query"]).Query())
-            )
-        }
-        assert len(seen) == 960
+        rows = [json.loads(d) for _, d in lg.query(Query())]
+        assert len({(o["w"], o["i"], o.get("b")) for o in rows}) == 960
