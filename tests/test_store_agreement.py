@@ -15,7 +15,7 @@ from ironlog import merkle, tiles
 from ironlog.entry import PreparedEntry, prepare_object
 from ironlog.errors import ConflictError, NotFoundError
 from ironlog.note import Checkpoint, Signer
-from ironlog.store.base import Driver, Durability, LogInfo, Query, TenantRecord
+from ironlog.store.base import Driver, Durability, LogInfo, Query, TenantRecord, parse_indexes
 from ironlog.store.sqlite import SqliteDriver
 
 DriverFactory = Callable[[Path], Driver]
@@ -30,8 +30,10 @@ def make_driver(request: pytest.FixtureRequest) -> DriverFactory:
     return DRIVERS[request.param]
 
 
-def _info(name: str = "l", durability: str = "off") -> LogInfo:
-    return LogInfo("t", name, f"log.example/t/{name}", Durability.parse(durability), 1)
+def _info(name: str = "l", durability: str = "off", indexes: str = "all") -> LogInfo:
+    return LogInfo(
+        "t", name, f"log.example/t/{name}", Durability.parse(durability), 1, parse_indexes(indexes)
+    )
 
 
 def _event(i: int) -> PreparedEntry:
@@ -197,7 +199,9 @@ def test_control_store(make_driver: DriverFactory, tmp: Path) -> None:
     with pytest.raises(NotFoundError):
         c.create_log(LogInfo("nobody", "a", "o/nobody/a", Durability(), 1))
     assert c.get_log("t", "a") == _info("a", "interval:50")
-    assert [i.name for i in c.list_logs("t")] == ["a"]
+    c.create_log(_info("b", "sync", "resource"))
+    assert c.get_log("t", "b") == _info("b", "sync", "resource")
+    assert [i.name for i in c.list_logs("t")] == ["a", "b"]
     c.set_setting("k", "v")
     assert c.get_setting("k") == "v" and c.get_setting("x") is None
     driver.close()

@@ -25,7 +25,7 @@ from ironlog.entry import PreparedEntry, now_us, prepare_json, prepare_text
 from ironlog.errors import IronlogError
 from ironlog.instance import DEFAULT_ORIGIN_PREFIX, Ironlog, init_data_dir
 from ironlog.note import b64encode
-from ironlog.store.base import Durability, Query
+from ironlog.store.base import DEFAULT_INDEXES, Durability, Query, parse_indexes
 from ironlog.timeparse import parse_time
 
 P = ParamSpec("P")
@@ -101,17 +101,28 @@ def log_group() -> None:
     show_default=True,
     help="sync | interval:MS | off (off is for tests and benchmarks only).",
 )
+@click.option(
+    "--index",
+    "index",
+    default=",".join(DEFAULT_INDEXES),
+    show_default=True,
+    help="Fields to index for queries: any of actor,action,resource,outcome, or all, or none. "
+    "Received time is always indexed; unindexed fields are still queryable (by scan).",
+)
 @click.pass_context
 @_errors
-def log_create(ctx: click.Context, path: str, durability: str) -> None:
+def log_create(ctx: click.Context, path: str, durability: str, index: str) -> None:
     """Create TENANT/LOG (and the tenant, if it does not exist yet)."""
     tenant, _, name = _split(path)
     il = _open(ctx)
-    info = il.create_log(tenant, name, Durability.parse(durability), create_tenant=True)
+    info = il.create_log(
+        tenant, name, Durability.parse(durability), create_tenant=True, indexes=parse_indexes(index)
+    )
     lg = il.log(tenant, name)
     click.echo(f"created log {info.path}")
     click.echo(f"origin: {info.origin}")
     click.echo(f"durability: {info.durability}")
+    click.echo(f"indexed: received_at{''.join(',' + f for f in info.indexes)}")
     click.echo(f"vkey: {lg.verifier.vkey()}")
 
 

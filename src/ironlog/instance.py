@@ -14,7 +14,14 @@ from ironlog.entry import now_us
 from ironlog.errors import ConfigurationError, NotFoundError
 from ironlog.keys import MasterKey, create_master_key, load_master_key
 from ironlog.note import Signer
-from ironlog.store.base import Driver, Durability, LogInfo, TenantRecord, check_name
+from ironlog.store.base import (
+    DEFAULT_INDEXES,
+    Driver,
+    Durability,
+    LogInfo,
+    TenantRecord,
+    check_name,
+)
 from ironlog.store.sqlite import SqliteDriver
 
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
@@ -98,6 +105,7 @@ class Ironlog:
         durability: Durability | None = None,
         *,
         create_tenant: bool = False,
+        indexes: tuple[str, ...] = DEFAULT_INDEXES,
     ) -> LogInfo:
         check_name("tenant", tenant)
         check_name("log", name)
@@ -109,6 +117,7 @@ class Ironlog:
             origin=f"{self.origin_prefix}/{tenant}/{name}",
             durability=durability or Durability(),
             created_us=now_us(),
+            indexes=indexes,
         )
         self.control.create_log(info)
         self.driver.open_log(info).close()  # create its database now

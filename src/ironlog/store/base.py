@@ -61,6 +61,26 @@ class TenantRecord:
     public_key: bytes
 
 
+INDEXABLE_FIELDS = ("actor", "action", "resource", "outcome")
+DEFAULT_INDEXES = ("actor", "action", "outcome")
+
+
+def parse_indexes(text: str) -> tuple[str, ...]:
+    """``actor,action`` / ``all`` / ``none`` -> the fields to index."""
+    t = text.strip().lower()
+    if t == "all":
+        return INDEXABLE_FIELDS
+    if t in ("none", ""):
+        return ()
+    fields = tuple(dict.fromkeys(f.strip() for f in t.split(",") if f.strip()))
+    bad = [f for f in fields if f not in INDEXABLE_FIELDS]
+    if bad:
+        raise InvalidRequestError(
+            f"cannot index {', '.join(bad)}: choose from {', '.join(INDEXABLE_FIELDS)}, all, none"
+        )
+    return tuple(f for f in INDEXABLE_FIELDS if f in fields)
+
+
 @dataclass(frozen=True)
 class LogInfo:
     tenant: str
@@ -68,6 +88,7 @@ class LogInfo:
     origin: str
     durability: Durability
     created_us: int
+    indexes: tuple[str, ...] = DEFAULT_INDEXES
 
     @property
     def path(self) -> str:

@@ -32,6 +32,7 @@ from ironlog.store.base import (
     Query,
     SignFn,
     TenantRecord,
+    parse_indexes,
 )
 from ironlog.tiles import TILE_HEIGHT, TileBuilder
 
@@ -46,10 +47,6 @@ CREATE TABLE IF NOT EXISTS entries(
     actor TEXT, action TEXT, resource TEXT, outcome TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_received ON entries(received_us);
-CREATE INDEX IF NOT EXISTS entries_actor ON entries(actor) WHERE actor IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_action ON entries(action) WHERE action IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_resource ON entries(resource) WHERE resource IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_outcome ON entries(outcome) WHERE outcome IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tiles(
     level INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY(level, idx)
@@ -73,6 +70,7 @@ CREATE TABLE IF NOT EXISTS tenants(
 CREATE TABLE IF NOT EXISTS logs(
     tenant TEXT NOT NULL REFERENCES tenants(name), name TEXT NOT NULL,
     origin TEXT NOT NULL UNIQUE, durability TEXT NOT NULL, created_us INTEGER NOT NULL,
+    indexes TEXT NOT NULL DEFAULT 'actor,action,outcome',
     PRIMARY KEY(tenant, name)
 );
 """
@@ -106,6 +104,7 @@ def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
         raise LogUnavailableError(f"{path}: could not switch to WAL mode")
     con.execute(f"PRAGMA synchronous={synchronous}")
     con.execute("PRAGMA journal_size_limit=67108864")
+    con.execute("PRAGMA wal_autocheckpoint=8192")
     return con
 
 
@@ -127,6 +126,11 @@ class SqliteLogStore(LogStore):
             con = _connect(path)
             try:
                 con.executescript(_LOG_SCHEMA)
+                for col in info.indexes:  # names come from INDEXABLE_FIELDS only
+                    con.execute(
+                        f"CREATE INDEX IF NOT EXISTS entries_{col} ON entries({col})"
+                        f" WHERE {col} IS NOT NULL"
+                    )
                 con.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('origin', ?), ('format', '1')",
                     (info.origin,),
@@ -417,15 +421,24 @@ class SqliteControlStore(ControlStore):
             raise NotFoundError(f"tenant {info.tenant!r} does not exist")
         try:
             self._exec(
-                "INSERT INTO logs VALUES (?,?,?,?,?)",
-                (info.tenant, info.name, info.origin, str(info.durability), info.created_us),
+                "INSERT INTO logs VALUES (?,?,?,?,?,?)",
+                (
+                    info.tenant,
+                    info.name,
+                    info.origin,
+                    str(info.durability),
+                    info.created_us,
+                    ",".join(info.indexes),
+                ),
             )
         except ConflictError as e:
             raise ConflictError(f"log {info.path!r} already exists") from e
 
     @staticmethod
     def _log(row: Any) -> LogInfo:
-        return LogInfo(row[0], row[1], row[2], Durability.parse(row[3]), row[4])
+        return LogInfo(
+            row[0], row[1], row[2], Durability.parse(row[3]), row[4], parse_indexes(row[5])
+        )
 
     def get_log(self, tenant: str, name: str) -> LogInfo | None:
         row = self._one("SELECT * FROM logs WHERE tenant=? AND name=?", (tenant, name))
