@@ -10,13 +10,14 @@ across batches, so a batch request is all or nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ironlog.entry import PreparedEntry
 from ironlog.errors import (
@@ -60,12 +61,28 @@ class BatchReceipt:
     size: int
 
 
+Outcome = BatchReceipt | list[Receipt]
+
+
 @dataclass
 class _Request:
     entries: Sequence[PreparedEntry]
     proofs: bool
-    future: Future[BatchReceipt | list[Receipt]] = field(default_factory=Future)
     nbytes: int = 0
+    future: Future[Outcome] | None = None  # for threads
+    afuture: asyncio.Future[Outcome] | None = None  # for coroutines
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _settle_async(items: list[tuple[asyncio.Future[Outcome], Outcome | BaseException]]) -> None:
+    """Runs on the event loop: resolve a whole batch's waiters with one wake-up."""
+    for fut, value in items:
+        if fut.cancelled():
+            continue
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
 
 
 class LogWriter:
@@ -88,16 +105,13 @@ class LogWriter:
         )
         self._thread.start()
 
-    def submit(
-        self, entries: Sequence[PreparedEntry], proofs: bool
-    ) -> Future[BatchReceipt | list[Receipt]]:
-        req = _Request(entries, proofs, nbytes=sum(len(e.data) for e in entries))
+    def submit(self, req: _Request) -> None:
+        req.nbytes = sum(len(e.data) for e in req.entries)
         with self._cond:
             if self._closing:
                 raise LogUnavailableError(f"log {self._log.info.path} is closed")
             self._queue.append(req)
             self._cond.notify()
-        return req.future
 
     def close(self) -> None:
         with self._cond:
@@ -164,14 +178,12 @@ class LogWriter:
             self._log.check_writable()
             result = self._store.append(entries, self._log.sign)
         except IronlogError as e:
-            for r in batch:
-                r.future.set_exception(e)
+            self._answer(batch, [e] * len(batch))
             return
         except Exception:  # never let the writer die; never leak internals
             log.exception("append to %s failed", self._log.info.path)
             err = LogUnavailableError(f"append to {self._log.info.path} failed")
-            for r in batch:
-                r.future.set_exception(err)
+            self._answer(batch, [err] * len(batch))
             return
         self.commit_seconds.append(time.perf_counter() - started)
         self.batch_sizes.append(len(entries))
@@ -181,23 +193,46 @@ class LogWriter:
                 self._sync()
         head = result.head
         index = result.first_index
+        outcomes: list[Outcome | BaseException] = []
         for r in batch:
             try:
                 if r.proofs:
-                    receipts = []
-                    for i, pe in enumerate(r.entries):
-                        proof = self._log.inclusion_proof(index + i, head.size)
-                        receipts.append(
-                            Receipt(index + i, pe.leaf, pe.data, head.checkpoint, tuple(proof))
-                        )
-                    r.future.set_result(receipts)
-                else:
-                    r.future.set_result(
-                        BatchReceipt(index, len(r.entries), head.checkpoint, head.size)
+                    outcomes.append(
+                        [
+                            Receipt(
+                                index + i,
+                                pe.leaf,
+                                pe.data,
+                                head.checkpoint,
+                                tuple(self._log.proof_at(index + i, head.size)),
+                            )
+                            for i, pe in enumerate(r.entries)
+                        ]
                     )
+                else:
+                    outcomes.append(BatchReceipt(index, len(r.entries), head.checkpoint, head.size))
             except IronlogError as e:
-                r.future.set_exception(e)
+                outcomes.append(e)
             index += len(r.entries)
+        self._answer(batch, outcomes)
+
+    @staticmethod
+    def _answer(batch: list[_Request], outcomes: Sequence[Outcome | BaseException]) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[Outcome], Outcome | BaseException]],
+        ] = {}
+        for r, value in zip(batch, outcomes, strict=True):
+            if r.afuture is not None and r.loop is not None:
+                by_loop.setdefault(r.loop, []).append((r.afuture, value))
+            elif r.future is not None:
+                if isinstance(value, BaseException):
+                    r.future.set_exception(value)
+                else:
+                    r.future.set_result(value)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(_settle_async, items)
 
 
 class Log:
@@ -277,13 +312,25 @@ class Log:
                     self._writer = LogWriter(self)
         return self._writer
 
-    def submit(
-        self, entries: Sequence[PreparedEntry], proofs: bool
-    ) -> Future[BatchReceipt | list[Receipt]]:
+    def _request(self, entries: Sequence[PreparedEntry], proofs: bool) -> _Request:
         if not entries:
             raise InvalidRequestError("nothing to append")
         self.check_writable()
-        return self._writer_().submit(entries, proofs)
+        return _Request(entries, proofs)
+
+    def submit(self, entries: Sequence[PreparedEntry], proofs: bool) -> Future[Outcome]:
+        """Queue an append; the future resolves once its batch is durable."""
+        req = self._request(entries, proofs)
+        req.future = Future()
+        self._writer_().submit(req)
+        return req.future
+
+    async def submit_async(self, entries: Sequence[PreparedEntry], proofs: bool) -> Outcome:
+        req = self._request(entries, proofs)
+        req.loop = asyncio.get_running_loop()
+        req.afuture = req.loop.create_future()
+        self._writer_().submit(req)
+        return await req.afuture
 
     def append_batch(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
         """Append all or nothing; answered after the batch is durable."""
@@ -297,12 +344,12 @@ class Log:
         return res[0]
 
     async def append_async(self, entry: PreparedEntry) -> Receipt:
-        res = await asyncio.wrap_future(self.submit([entry], proofs=True))
+        res = await self.submit_async([entry], proofs=True)
         assert isinstance(res, list)
         return res[0]
 
     async def append_batch_async(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
-        res = await asyncio.wrap_future(self.submit(entries, proofs=False))
+        res = await self.submit_async(entries, proofs=False)
         assert isinstance(res, BatchReceipt)
         return res
 
@@ -356,6 +403,10 @@ class Log:
         size = self._size(size)
         if not 0 <= index < size:
             raise InvalidRequestError(f"index {index} is not below tree size {size}")
+        return self.proof_at(index, size)
+
+    def proof_at(self, index: int, size: int) -> list[bytes]:
+        """Inclusion proof for a size known to exist (no head look-up)."""
         return inclusion_proof(index, size, self._node)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
