@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench serve clean install
+.PHONY: test lint typecheck pytest bench clean install docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
@@ -29,8 +29,8 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-serve: $(STAMP)
-	$(BIN)/ironlog serve
-
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+docs: $(STAMP)
+	COLUMNS=100 $(BIN)/python scripts/gen_cli_docs.py > docs/cli.md
