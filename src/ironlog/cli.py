@@ -104,10 +104,11 @@ def log_group() -> None:
 @click.option(
     "--index",
     "index",
-    default=",".join(DEFAULT_INDEXES),
+    default=",".join(DEFAULT_INDEXES) or "none",
     show_default=True,
     help="Fields to index for queries: any of actor,action,resource,outcome, or all, or none. "
-    "Received time is always indexed; unindexed fields are still queryable (by scan).",
+    "Received time is always indexed; other fields are still queryable (by scan). Indexes on "
+    "many-valued fields (actor, resource) slow appends more as the log grows.",
 )
 @click.pass_context
 @_errors

@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS tenants(
 CREATE TABLE IF NOT EXISTS logs(
     tenant TEXT NOT NULL REFERENCES tenants(name), name TEXT NOT NULL,
     origin TEXT NOT NULL UNIQUE, durability TEXT NOT NULL, created_us INTEGER NOT NULL,
-    indexes TEXT NOT NULL DEFAULT 'actor,action,outcome',
+    indexes TEXT NOT NULL DEFAULT '',
     PRIMARY KEY(tenant, name)
 );
 """
