@@ -286,3 +286,19 @@ def test_deleted_entry(filled: Path) -> None:
     con.close()
     assert "entry 555: is missing" in run(filled, "verify", "acme/payments", ok=False).stderr
     # and the log refuses writes only if the damage reaches the head; the audit found it here
+
+
+def test_indexed_fields_give_the_same_answers(data: Path) -> None:
+    out = run(data, "log", "create", "acme/indexed", "--index", "actor,resource").stdout
+    assert "indexed: received_at,actor,resource" in out
+    assert "unknown" not in out
+    run(data, "append", "acme/indexed", stdin=EVENTS)
+    run(data, "append", "acme/payments", stdin=EVENTS)
+    for args in (["--actor", "alice"], ["--resource", "acct/4"], ["--outcome", "failure"]):
+        a = run(data, "query", "acme/indexed", *args, "--format", "csv").stdout
+        b = run(data, "query", "acme/payments", *args, "--format", "csv").stdout
+        assert a.count("\n") > 1 and a.count("\n") == b.count("\n")
+    assert (
+        "cannot index colour"
+        in run(data, "log", "create", "acme/x", "--index", "colour", ok=False).stderr
+    )
