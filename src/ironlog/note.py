@@ -51,8 +51,18 @@ def _public_bytes(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-class Signer:
-    """An Ed25519 note signer (alg 0x01)."""
+def text_of(data: bytes | str, what: str) -> str:
+    """Wire bytes as text; FormatError unless valid UTF-8."""
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{what} is not valid UTF-8") from e
+
+
+class _Ed25519Key:
+    """A named Ed25519 key of one note algorithm (the type byte ``alg``)."""
 
     alg = ALG_ED25519
 
@@ -65,6 +75,18 @@ class Signer:
         self._seed = seed
         self.public = _public_bytes(self._key)
         self.key_id = key_id(name, self.alg, self.public)
+
+    def vkey(self) -> str:
+        return f"{self.name}+{self.key_id:08x}+{b64encode(bytes([self.alg]) + self.public)}"
+
+    def verifier(self) -> Verifier:
+        return Verifier(self.name, self.key_id, self.public, self.alg)
+
+
+class Signer(_Ed25519Key):
+    """An Ed25519 note signer (alg 0x01)."""
+
+    alg = ALG_ED25519
 
     @classmethod
     def generate(cls, name: str) -> Signer:
@@ -95,12 +117,6 @@ class Signer:
             f"{b64encode(bytes([ALG_ED25519]) + self._seed)}"
         )
 
-    def vkey(self) -> str:
-        return f"{self.name}+{self.key_id:08x}+{b64encode(bytes([self.alg]) + self.public)}"
-
-    def verifier(self) -> Verifier:
-        return Verifier(self.name, self.key_id, self.public)
-
     def for_name(self, name: str) -> Signer:
         """The same key under another name (one tenant key signs many logs)."""
         return Signer(name, self._seed)
@@ -111,6 +127,13 @@ class Signer:
     def sign_line(self, text: bytes) -> str:
         sig = self.key_id.to_bytes(4, "big") + self.sign(text)
         return f"{SIG_PREFIX}{self.name} {b64encode(sig)}\n"
+
+
+def parse_decimal(text: str, what: str) -> int:
+    """A non-negative decimal without leading zeros (as C2SP formats write them)."""
+    if not text.isascii() or not text.isdigit() or (len(text) > 1 and text[0] == "0"):
+        raise FormatError(f"{what} must be decimal without leading zeros")
+    return int(text)
 
 
 def _hex8(s: str) -> bool:
@@ -186,13 +209,7 @@ def _check_text(text: str) -> None:
 
 def parse_note(data: bytes | str) -> Note:
     """Parse a signed note without verifying it; FormatError if malformed."""
-    if isinstance(data, bytes):
-        try:
-            s = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FormatError("note is not valid UTF-8") from e
-    else:
-        s = data
+    s = text_of(data, "note")
     split = s.rfind("\n\n")
     if split < 0:
         raise FormatError("note has no signature block")
@@ -272,9 +289,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     origin, size_s, root_s, *ext = lines
     if not origin or any(c.isspace() or c == "+" for c in origin):
         raise FormatError("checkpoint origin must be non-empty, without spaces or '+'")
-    if not size_s.isascii() or not size_s.isdigit() or (len(size_s) > 1 and size_s[0] == "0"):
-        raise FormatError("checkpoint size must be decimal without leading zeros")
-    size = int(size_s)
+    size = parse_decimal(size_s, "checkpoint size")
     if size >= 1 << 63:
         raise FormatError("checkpoint size out of range")
     root = b64decode(root_s, "checkpoint root")
@@ -311,25 +326,10 @@ def cosignature_message(body: str, timestamp: int) -> bytes:
     return f"{COSIGNATURE_HEADER}time {timestamp}\n{body}".encode()
 
 
-class CosignatureSigner:
+class CosignatureSigner(_Ed25519Key):
     """A witness key producing cosignature/v1 signatures (alg 0x04)."""
 
     alg = ALG_COSIGNATURE_V1
-
-    def __init__(self, name: str, seed: bytes) -> None:
-        _check_name(name)
-        if len(seed) != 32:
-            raise FormatError("an Ed25519 seed is 32 bytes")
-        self.name = name
-        self._key = Ed25519PrivateKey.from_private_bytes(seed)
-        self.public = _public_bytes(self._key)
-        self.key_id = key_id(name, self.alg, self.public)
-
-    def vkey(self) -> str:
-        return f"{self.name}+{self.key_id:08x}+{b64encode(bytes([self.alg]) + self.public)}"
-
-    def verifier(self) -> Verifier:
-        return Verifier(self.name, self.key_id, self.public, ALG_COSIGNATURE_V1)
 
     def cosign(self, body: str, timestamp: int) -> NoteSignature:
         sig = self._key.sign(cosignature_message(body, timestamp))

@@ -16,7 +16,9 @@ from ironlog.note import (
     b64encode,
     cosigners,
     open_checkpoint,
+    parse_decimal,
     parse_note,
+    text_of,
 )
 
 HEADER = "c2sp.org/tlog-proof@v1"
@@ -58,12 +60,7 @@ class TlogProof:
 
 
 def parse_tlog_proof(data: bytes | str) -> TlogProof:
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FormatError("tlog-proof is not valid UTF-8") from e
-    head, sep, checkpoint = data.partition("\n\n")
+    head, sep, checkpoint = text_of(data, "tlog-proof").partition("\n\n")
     if not sep:
         raise FormatError("tlog-proof has no empty line before the checkpoint")
     lines = head.split("\n")
@@ -76,9 +73,7 @@ def parse_tlog_proof(data: bytes | str) -> TlogProof:
         i += 1
     if i >= len(lines) or not lines[i].startswith("index "):
         raise FormatError("tlog-proof has no index line")
-    idx = lines[i][6:]
-    if not idx.isascii() or not idx.isdigit() or (len(idx) > 1 and idx[0] == "0"):
-        raise FormatError("tlog-proof index must be decimal without leading zeros")
+    index = parse_decimal(lines[i][6:], "tlog-proof index")
     hashes = []
     for line in lines[i + 1 :]:
         h = b64decode(line, "proof hash")
@@ -88,4 +83,4 @@ def parse_tlog_proof(data: bytes | str) -> TlogProof:
     if len(hashes) > 63:
         raise FormatError("tlog-proof has more than 63 hashes")
     parse_note(checkpoint)  # well-formed note, verified later against a key
-    return TlogProof(int(idx), tuple(hashes), checkpoint, extra)
+    return TlogProof(index, tuple(hashes), checkpoint, extra)
