@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,40 @@ def test_indexed_fields_give_the_same_answers(data: Path) -> None:
         "cannot index colour"
         in run(data, "log", "create", "acme/x", "--index", "colour", ok=False).stderr
     )
+
+
+APPENDER = r"""
+import sys, json, time
+from ironlog.instance import Ironlog
+from ironlog.entry import prepare_json, now_us
+il = Ironlog(sys.argv[1]); lg = il.log("acme", "payments")
+deadline = time.monotonic() + float(sys.argv[2])
+i = 0
+while time.monotonic() < deadline:
+    batch = [json.dumps({"actor": "w", "n": i + j}) for j in range(20)]
+    lg.append_batch([prepare_json(b, now_us(), "t") for b in batch])
+    lg.append(prepare_json(json.dumps({"actor": "w", "single": i}), now_us(), "t"))
+    i += 20
+il.close()
+"""
+
+
+def test_cli_works_while_another_process_appends(data: Path) -> None:
+    import sys
+
+    writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(data), "6"])
+    try:
+        time.sleep(0.5)
+        sizes = []
+        for _ in range(4):
+            assert "ok acme/payments" in run(data, "verify", "acme/payments").stdout
+            cp = run(data, "checkpoint", "acme/payments").stdout
+            sizes.append(int(cp.split("\n")[1]))
+            run(data, "proof", "acme/payments", "--index", "0")
+            run(data, "query", "acme/payments", "--actor", "w", "--limit", "5")
+            run(data, "append", "acme/payments", stdin=b'{"actor":"cli"}\n')
+        assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    finally:
+        assert writer.wait(timeout=60) == 0
+    assert "ok acme/payments" in run(data, "verify", "acme/payments").stdout
+    assert run(data, "query", "acme/payments", "--actor", "cli").stdout.count("\n") == 4

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ironlog.errors import FormatError, NotFoundError
-from ironlog.merkle import HASH_SIZE, TreeEdge, node_hash, perfect_root
+from ironlog.merkle import HASH_SIZE, TreeEdge, perfect_root
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT  # 256
@@ -295,14 +295,18 @@ class NodeReader:
         v = cache.get(key)
         if v is not None:
             return v
-        if height % TILE_HEIGHT == 0:
-            pos = (index % TILE_WIDTH) * HASH_SIZE
-            tile = self._tile_data(height // TILE_HEIGHT, index >> TILE_HEIGHT, pos + HASH_SIZE)
-            if tile is None or len(tile) < pos + HASH_SIZE:
-                raise NotFoundError(f"no stored hash at height {height}, index {index}")
-            v = tile[pos : pos + HASH_SIZE]
+        # The node is the root of 2**r consecutive hashes of one tile at level L.
+        level, r = divmod(height, TILE_HEIGHT)
+        first = index << r
+        pos = (first % TILE_WIDTH) * HASH_SIZE
+        end = pos + (HASH_SIZE << r)
+        tile = self._tile_data(level, first >> TILE_HEIGHT, end)
+        if tile is None or len(tile) < end:
+            raise NotFoundError(f"no stored hash at height {height}, index {index}")
+        if r == 0:
+            v = tile[pos:end]
         else:
-            v = node_hash(self.node(height - 1, 2 * index), self.node(height - 1, 2 * index + 1))
+            v = perfect_root([tile[i : i + HASH_SIZE] for i in range(pos, end, HASH_SIZE)])
         cache[key] = v
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
