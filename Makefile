@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench clean install docs
+.PHONY: test lint typecheck pytest bench clean install docs serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,9 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+serve: $(STAMP)
+	$(BIN)/ironlog --data data serve
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -15,7 +15,15 @@ from ironlog import merkle, tiles
 from ironlog.entry import PreparedEntry, prepare_object
 from ironlog.errors import ConflictError, NotFoundError
 from ironlog.note import Checkpoint, Signer
-from ironlog.store.base import Driver, Durability, LogInfo, Query, TenantRecord, parse_indexes
+from ironlog.store.base import (
+    ApiKeyRecord,
+    Driver,
+    Durability,
+    LogInfo,
+    Query,
+    TenantRecord,
+    parse_indexes,
+)
 from ironlog.store.sqlite import SqliteDriver
 
 DriverFactory = Callable[[Path], Driver]
@@ -204,4 +212,30 @@ def test_control_store(make_driver: DriverFactory, tmp: Path) -> None:
     assert [i.name for i in c.list_logs("t")] == ["a", "b"]
     c.set_setting("k", "v")
     assert c.get_setting("k") == "v" and c.get_setting("x") is None
+    driver.close()
+
+
+def test_control_store_api_keys(make_driver: DriverFactory, tmp: Path) -> None:
+    driver = make_driver(tmp)
+    c = driver.control()
+    c.create_tenant(TenantRecord("t", 1, False, b"sealed", b"pub"))
+    op = ApiKeyRecord("k0", None, ("operator",), b"h0", 1)
+    k1 = ApiKeyRecord("k1", "t", ("append", "read"), b"h1", 2, "ingest")
+    c.create_api_key(op)
+    c.create_api_key(k1)
+    assert c.get_api_key("k1") == k1 and c.get_api_key("nope") is None
+    assert c.list_api_keys(None) == [op] and c.list_api_keys("t") == [k1]
+    c.update_api_key("k1", expires_us=99)
+    c.update_api_key("k1", revoked_us=100)
+    got = c.get_api_key("k1")
+    assert got is not None and (got.expires_us, got.revoked_us) == (99, 100)
+    with pytest.raises(NotFoundError):
+        c.update_api_key("nope", revoked_us=1)
+    with pytest.raises(ConflictError):
+        c.create_api_key(op)
+    c.set_tenant_disabled("t", True)
+    t = c.get_tenant("t")
+    assert t is not None and t.disabled
+    with pytest.raises(NotFoundError):
+        c.set_tenant_disabled("u", True)
     driver.close()

@@ -1,6 +1,7 @@
 """ironlog: a crash-proof, tamper-evident, multi-tenant audit log."""
 
 from ironlog.errors import (
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     ConsistencyError,
@@ -11,12 +12,14 @@ from ironlog.errors import (
     IronlogError,
     LogUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     VerificationError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "ConsistencyError",
@@ -27,6 +30,7 @@ __all__ = [
     "IronlogError",
     "LogUnavailableError",
     "NotFoundError",
+    "PermissionDeniedError",
     "VerificationError",
     "__version__",
 ]

@@ -20,6 +20,7 @@ import click
 import msgspec
 
 from ironlog.audit import AuditReport, audit_log
+from ironlog.auth import KeyManager, parse_scopes
 from ironlog.engine import BatchReceipt, Receipt
 from ironlog.entry import PreparedEntry, now_us, prepare_json, prepare_text
 from ironlog.errors import IronlogError
@@ -424,6 +425,103 @@ def verify(ctx: click.Context, path: str | None, all_: bool, quiet: bool) -> Non
             click.echo(f"FAILED {p}: {report.problem}", err=True)
     if failed:
         ctx.exit(1)
+
+
+@main.group("tenant")
+def tenant_group() -> None:
+    """Manage tenants."""
+
+
+@tenant_group.command("create")
+@click.argument("name")
+@click.pass_context
+@_errors
+def tenant_create(ctx: click.Context, name: str) -> None:
+    """Create a tenant with its own signing key."""
+    rec = _open(ctx).create_tenant(name)
+    click.echo(f"created tenant {rec.name}")
+
+
+@tenant_group.command("list")
+@click.pass_context
+@_errors
+def tenant_list(ctx: click.Context) -> None:
+    """List tenants."""
+    for t in _open(ctx).control.list_tenants():
+        click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
+
+
+@main.group("key")
+def key_group() -> None:
+    """Manage API keys."""
+
+
+@key_group.command("create")
+@click.argument("tenant")
+@click.option("--scopes", required=True, help="Comma-separated: append, read, admin.")
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
+@click.pass_context
+@_errors
+def key_create(
+    ctx: click.Context, tenant: str, scopes: str, name: str, expires_in: int | None
+) -> None:
+    """Create an API key for TENANT; the secret is printed once."""
+    secret, rec = KeyManager(_open(ctx).control).create(
+        tenant, parse_scopes(scopes), name, expires_in
+    )
+    click.echo(f"key id: {rec.key_id}  scopes: {','.join(rec.scopes)}", err=True)
+    click.echo(secret)
+
+
+@key_group.command("revoke")
+@click.argument("tenant")
+@click.argument("key_id")
+@click.pass_context
+@_errors
+def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
+    """Revoke an API key now."""
+    KeyManager(_open(ctx).control).revoke(key_id, tenant)
+    click.echo(f"revoked {key_id}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to bind."
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes sharing the data directory.",
+)
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM)."
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM)."
+)
+@click.pass_context
+@_errors
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    """Run the HTTP API (initialises the data directory on first start)."""
+    from ironlog.server import first_start, run
+
+    data: Path = ctx.obj["data"]
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    for line in first_start(data, host, port, tls=bool(tls_cert)):
+        click.echo(line)
+    run(data, host, port, workers, tls_cert, tls_key)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,8 @@
     │   └── ConsistencyError          two checkpoints that cannot both be true
     ├── InvalidEntryError             an event that cannot be stored (not JSON, too big, ...)
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
+    ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
+    ├── PermissionDeniedError         a valid key without the scope the request needs
     ├── NotFoundError                 unknown tenant, log, index, tile
     ├── ConflictError                 the thing already exists
     ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
@@ -46,6 +48,14 @@ class InvalidRequestError(IronlogError):
     code = "invalid_request"
 
 
+class AuthenticationError(IronlogError):
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(IronlogError):
+    code = "forbidden"
+
+
 class NotFoundError(IronlogError):
     code = "not_found"
 
@@ -75,6 +85,8 @@ HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (FormatError, 400),
     (InvalidEntryError, 400),
     (InvalidRequestError, 400),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (ConfigurationError, 500),

@@ -82,6 +82,20 @@ def parse_indexes(text: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key as stored: only a hash of its secret.  ``tenant`` None = operator."""
+
+    key_id: str
+    tenant: str | None
+    scopes: tuple[str, ...]
+    secret_hash: bytes
+    created_us: int
+    name: str = ""
+    expires_us: int | None = None
+    revoked_us: int | None = None
+
+
+@dataclass(frozen=True)
 class LogInfo:
     tenant: str
     name: str
@@ -208,6 +222,26 @@ class ControlStore(ABC):
 
     @abstractmethod
     def list_logs(self, tenant: str | None = None) -> list[LogInfo]: ...
+
+    @abstractmethod
+    def set_tenant_disabled(self, name: str, disabled: bool) -> None:
+        """NotFoundError if the tenant does not exist."""
+
+    @abstractmethod
+    def create_api_key(self, record: ApiKeyRecord) -> None: ...
+
+    @abstractmethod
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    @abstractmethod
+    def list_api_keys(self, tenant: str | None) -> list[ApiKeyRecord]:
+        """Keys of one tenant, or the operator keys when ``tenant`` is None."""
+
+    @abstractmethod
+    def update_api_key(
+        self, key_id: str, *, expires_us: int | None = None, revoked_us: int | None = None
+    ) -> None:
+        """Set an expiry and/or a revocation time (None leaves it unchanged)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -22,6 +22,7 @@ from ironlog.entry import PreparedEntry, now_us
 from ironlog.errors import ConflictError, LogUnavailableError, NotFoundError
 from ironlog.merkle import EMPTY_ROOT
 from ironlog.store.base import (
+    ApiKeyRecord,
     BatchResult,
     ControlStore,
     Driver,
@@ -72,6 +73,11 @@ CREATE TABLE IF NOT EXISTS logs(
     origin TEXT NOT NULL UNIQUE, durability TEXT NOT NULL, created_us INTEGER NOT NULL,
     indexes TEXT NOT NULL DEFAULT '',
     PRIMARY KEY(tenant, name)
+);
+CREATE TABLE IF NOT EXISTS api_keys(
+    key_id TEXT PRIMARY KEY, tenant TEXT REFERENCES tenants(name), scopes TEXT NOT NULL,
+    secret_hash BLOB NOT NULL, created_us INTEGER NOT NULL, name TEXT NOT NULL DEFAULT '',
+    expires_us INTEGER, revoked_us INTEGER
 );
 """
 
@@ -450,6 +456,60 @@ class SqliteControlStore(ControlStore):
         else:
             rows = self._all("SELECT * FROM logs WHERE tenant=? ORDER BY name", (tenant,))
         return [self._log(r) for r in rows]
+
+    def set_tenant_disabled(self, name: str, disabled: bool) -> None:
+        if self.get_tenant(name) is None:
+            raise NotFoundError(f"tenant {name!r} does not exist")
+        self._exec("UPDATE tenants SET disabled=? WHERE name=?", (int(disabled), name))
+
+    def create_api_key(self, record: ApiKeyRecord) -> None:
+        self._exec(
+            "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?)",
+            (
+                record.key_id,
+                record.tenant,
+                ",".join(record.scopes),
+                record.secret_hash,
+                record.created_us,
+                record.name,
+                record.expires_us,
+                record.revoked_us,
+            ),
+        )
+
+    @staticmethod
+    def _key(row: Any) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            row[0],
+            row[1],
+            tuple(s for s in row[2].split(",") if s),
+            bytes(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+        )
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        row = self._one("SELECT * FROM api_keys WHERE key_id=?", (key_id,))
+        return self._key(row) if row else None
+
+    def list_api_keys(self, tenant: str | None) -> list[ApiKeyRecord]:
+        if tenant is None:
+            rows = self._all("SELECT * FROM api_keys WHERE tenant IS NULL ORDER BY created_us")
+        else:
+            rows = self._all("SELECT * FROM api_keys WHERE tenant=? ORDER BY created_us", (tenant,))
+        return [self._key(r) for r in rows]
+
+    def update_api_key(
+        self, key_id: str, *, expires_us: int | None = None, revoked_us: int | None = None
+    ) -> None:
+        if self.get_api_key(key_id) is None:
+            raise NotFoundError(f"API key {key_id!r} does not exist")
+        if expires_us is not None:
+            self._exec("UPDATE api_keys SET expires_us=? WHERE key_id=?", (expires_us, key_id))
+        if revoked_us is not None:
+            self._exec("UPDATE api_keys SET revoked_us=? WHERE key_id=?", (revoked_us, key_id))
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,407 @@
+"""The ironlog HTTP API.
+
+Every endpoint but ``/healthz`` and ``/readyz`` needs an API key
+(``Authorization: Bearer ilk_...`` or ``X-API-Key``).  Errors are always
+``{"error": {"code": ..., "message": ...}}`` with the status given by
+``ironlog.errors.HTTP_STATUS`` — the one place errors become statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, delete, get, post
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from ironlog.api.codec import (
+    MAX_BATCH_LINES,
+    MAX_BODY_BYTES,
+    TLOG_PROOF_TYPE,
+    batch_json,
+    json_response,
+    key_json,
+    parse_body,
+    receipt_json,
+)
+from ironlog.api.deps import State, principal, resolve_log, state
+from ironlog.api.reads import READ_HANDLERS
+from ironlog.auth import parse_scopes
+from ironlog.entry import now_us, prepare_json
+from ironlog.errors import (
+    InvalidEntryError,
+    InvalidRequestError,
+    IronlogError,
+    http_status,
+)
+from ironlog.instance import Ironlog
+from ironlog.merkle import leaf_hash
+from ironlog.note import b64encode
+from ironlog.store.base import Durability, Query, parse_indexes
+from ironlog.timeparse import parse_time
+
+log = logging.getLogger("ironlog.api")
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    body = msgspec.json.encode({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _on_ironlog_error(_: Request[Any, Any, Any], exc: IronlogError) -> Response[bytes]:
+    status = http_status(exc)
+    if status >= 500 and status != 503:
+        log.error("server error: %s", exc)
+        return _error(status, exc.code, "internal error")
+    return _error(status, exc.code, str(exc))
+
+
+def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        415: "unsupported_media_type",
+    }.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
+    msg = exc.detail if exc.status_code < 500 else "internal error"
+    return _error(exc.status_code, code, msg, exc.headers)
+
+
+def _on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("unexpected error: %s", type(exc).__name__)  # never the request body
+    return _error(500, "internal", "internal error")
+
+
+# --- health -------------------------------------------------------------------
+
+
+@get("/healthz", sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", sync_to_thread=True)
+def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    il = state(request).il
+    try:
+        il.control.get_setting("origin_prefix")
+        probe = il.data_dir / ".ready-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except (OSError, IronlogError) as e:
+        return _error(503, "not_ready", f"storage is not writable: {type(e).__name__}")
+    return json_response({"status": "ready"})
+
+
+# --- tenants, logs, keys --------------------------------------------------------
+
+
+class TenantIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+class LogIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    durability: str = "sync"
+    indexes: str = "none"
+
+
+class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
+    scopes: str
+    name: str = ""
+    expires_in: int | None = None
+
+
+class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
+    old_expires_in: int | None = None
+
+
+@post("/v1/tenants")
+async def create_tenant(request: Request[Any, Any, Any]) -> Response[bytes]:
+    body = await request.body()
+    principal(request).require("operator")
+    data = parse_body(body, TenantIn)
+    rec = state(request).il.create_tenant(data.name)
+    return json_response({"name": rec.name, "created_us": rec.created_us}, 201)
+
+
+@get("/v1/tenants", sync_to_thread=True)
+def list_tenants(request: Request[Any, Any, Any]) -> Response[bytes]:
+    principal(request).require("operator")
+    return json_response(
+        {
+            "tenants": [
+                {"name": t.name, "disabled": t.disabled}
+                for t in state(request).il.control.list_tenants()
+            ]
+        }
+    )
+
+
+@post("/v1/tenants/{tenant:str}/disable", sync_to_thread=True)
+def disable_tenant(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    principal(request).require("operator")
+    state(request).il.control.set_tenant_disabled(tenant, True)
+    return json_response({"name": tenant, "disabled": True})
+
+
+@post("/v1/tenants/{tenant:str}/enable", sync_to_thread=True)
+def enable_tenant(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    principal(request).require("operator")
+    state(request).il.control.set_tenant_disabled(tenant, False)
+    return json_response({"name": tenant, "disabled": False})
+
+
+def _log_json(lg: Any) -> dict[str, Any]:
+    info = lg.info
+    head = lg.head()
+    return {
+        "tenant": info.tenant,
+        "name": info.name,
+        "origin": info.origin,
+        "vkey": lg.verifier.vkey(),
+        "size": head.size,
+        "durability": str(info.durability),
+        "indexes": list(info.indexes),
+        "healthy": lg.unhealthy is None,
+        "unhealthy_reason": lg.unhealthy,
+    }
+
+
+@post("/v1/tenants/{tenant:str}/logs")
+async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    body = await request.body()
+    principal(request).require("admin", tenant)
+    data = parse_body(body, LogIn)
+    il = state(request).il
+    il.create_log(
+        tenant, data.name, Durability.parse(data.durability), indexes=parse_indexes(data.indexes)
+    )
+    return json_response(_log_json(il.log(tenant, data.name)), 201)
+
+
+@get("/v1/tenants/{tenant:str}/logs", sync_to_thread=True)
+def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    p = principal(request)
+    p.require("read" if not p.is_operator else "admin", tenant)
+    il = state(request).il
+    il.tenant(tenant)
+    return json_response(
+        {"logs": [_log_json(il.log(i.tenant, i.name)) for i in il.list_logs(tenant)]}
+    )
+
+
+@post("/v1/tenants/{tenant:str}/keys")
+async def create_key(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    body = await request.body()
+    principal(request).require("admin", tenant)
+    data = parse_body(body, KeyIn)
+    secret, rec = state(request).keys.create(
+        tenant, parse_scopes(data.scopes), data.name, data.expires_in
+    )
+    return json_response({"key": secret, **key_json(rec)}, 201)
+
+
+@get("/v1/tenants/{tenant:str}/keys", sync_to_thread=True)
+def list_keys(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    principal(request).require("admin", tenant)
+    st = state(request)
+    st.il.tenant(tenant)
+    return json_response({"keys": [key_json(k) for k in st.keys.list(tenant)]})
+
+
+@post("/v1/tenants/{tenant:str}/keys/{key_id:str}/rotate")
+async def rotate_key(request: Request[Any, Any, Any], tenant: str, key_id: str) -> Response[bytes]:
+    body = await request.body()
+    principal(request).require("admin", tenant)
+    data = parse_body(body or b"{}", RotateIn)
+    secret, rec = state(request).keys.rotate(key_id, tenant, data.old_expires_in)
+    return json_response({"key": secret, "replaces": key_id, **key_json(rec)}, 201)
+
+
+@delete("/v1/tenants/{tenant:str}/keys/{key_id:str}", sync_to_thread=True, status_code=200)
+def revoke_key(request: Request[Any, Any, Any], tenant: str, key_id: str) -> Response[bytes]:
+    principal(request).require("admin", tenant)
+    st = state(request)
+    st.keys.revoke(key_id, tenant)
+    return json_response({"revoked": key_id})
+
+
+# --- logs: writing ----------------------------------------------------------------
+
+
+@get("/v1/logs/{tenant:str}/{name:str}", sync_to_thread=True)
+def log_info(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    return json_response(_log_json(resolve_log(request, tenant, name, "read")))
+
+
+@post("/v1/logs/{tenant:str}/{name:str}/entries")
+async def append_entries(
+    request: Request[Any, Any, Any], tenant: str, name: str
+) -> Response[bytes]:
+    lg = resolve_log(request, tenant, name, "append")
+    body = await request.body()
+    received = now_us()
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype in NDJSON_TYPES:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        if not lines:
+            raise InvalidEntryError("the NDJSON body has no events")
+        if len(lines) > MAX_BATCH_LINES:
+            raise HTTPException(
+                status_code=413, detail=f"at most {MAX_BATCH_LINES} events per batch"
+            )
+        entries = []
+        for n, line in enumerate(lines, 1):
+            try:
+                entries.append(prepare_json(line, received, "http"))
+            except InvalidEntryError as e:
+                raise InvalidEntryError(f"line {n}: {e}; nothing was appended") from e
+        batch = await lg.append_batch_async(entries)
+        return json_response(batch_json(batch), 201)
+    if ctype not in ("application/json", "text/json"):
+        raise HTTPException(status_code=415, detail="send application/json or application/x-ndjson")
+    receipt = await lg.append_async(prepare_json(body, received, "http"))
+    if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
+        return Response(
+            receipt.tlog_proof().to_text().encode(), status_code=201, media_type=TLOG_PROOF_TYPE
+        )
+    return json_response(receipt_json(receipt), 201)
+
+
+# --- logs: reading ----------------------------------------------------------------
+
+
+@get("/v1/logs/{tenant:str}/{name:str}/entries", sync_to_thread=True)
+def list_entries(
+    request: Request[Any, Any, Any],
+    tenant: str,
+    name: str,
+    from_index: int = 0,
+    limit: int = 100,
+    since: str | None = None,
+    until: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    resource: str | None = None,
+    outcome: str | None = None,
+    cursor: int | None = None,
+) -> Response[bytes]:
+    lg = resolve_log(request, tenant, name, "read")
+    if not 1 <= limit <= 1000:
+        raise InvalidRequestError("limit must be between 1 and 1000")
+    start = cursor if cursor is not None else from_index
+    if start < 0:
+        raise InvalidRequestError("from_index must not be negative")
+    now = now_us()
+    q = Query(
+        since_us=parse_time(since, now) if since else None,
+        until_us=parse_time(until, now) if until else None,
+        actor=actor,
+        action=action,
+        resource=resource,
+        outcome=outcome,
+        from_index=start,
+        limit=limit + 1,
+    )
+    rows = list(lg.query(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    out = {
+        "entries": [{"index": i, "entry": d.decode()} for i, d in rows],
+        "next_cursor": rows[-1][0] + 1 if more and rows else None,
+    }
+    return json_response(out)
+
+
+@get("/v1/logs/{tenant:str}/{name:str}/entries/{index:int}", sync_to_thread=True)
+def get_entry(
+    request: Request[Any, Any, Any], tenant: str, name: str, index: int, size: int | None = None
+) -> Response[bytes]:
+    lg = resolve_log(request, tenant, name, "read")
+    data = lg.entry(index)
+    proof = lg.tlog_proof(index, size)
+    return json_response(
+        {
+            "index": index,
+            "entry": data.decode(),
+            "leaf_hash": b64encode(leaf_hash(data)),
+            "checkpoint": proof.checkpoint,
+            "inclusion_proof": [b64encode(h) for h in proof.proof],
+        }
+    )
+
+
+@get(
+    "/v1/logs/{tenant:str}/{name:str}/checkpoint",
+    sync_to_thread=True,
+    media_type="text/plain; charset=utf-8",
+)
+def get_checkpoint(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    lg = resolve_log(request, tenant, name, "read")
+    return Response(lg.checkpoint().encode(), media_type="text/plain; charset=utf-8")
+
+
+@get("/v1/logs/{tenant:str}/{name:str}/proof/inclusion", sync_to_thread=True)
+def inclusion(
+    request: Request[Any, Any, Any], tenant: str, name: str, index: int, size: int | None = None
+) -> Response[bytes]:
+    lg = resolve_log(request, tenant, name, "read")
+    proof = lg.tlog_proof(index, size)
+    return json_response(
+        {
+            "index": index,
+            "size": int(proof.checkpoint.split("\n")[1]),
+            "inclusion_proof": [b64encode(h) for h in proof.proof],
+            "checkpoint": proof.checkpoint,
+        }
+    )
+
+
+def create_app(il: Ironlog) -> Litestar:
+    app = Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            create_tenant,
+            list_tenants,
+            disable_tenant,
+            enable_tenant,
+            create_log,
+            list_logs,
+            create_key,
+            list_keys,
+            rotate_key,
+            revoke_key,
+            log_info,
+            append_entries,
+            list_entries,
+            get_entry,
+            get_checkpoint,
+            inclusion,
+            *READ_HANDLERS,
+        ],
+        exception_handlers={
+            IronlogError: _on_ironlog_error,
+            HTTPException: _on_http_error,
+            Exception: _on_unexpected,
+        },
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(title="ironlog", version="0.1.0"),
+        debug=False,
+    )
+    app.state.ironlog = State(il)
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for uvicorn workers: the data directory comes from IRONLOG_DATA."""
+    return create_app(Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))))

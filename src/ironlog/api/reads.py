@@ -1,0 +1,79 @@
+"""Consistency proofs and C2SP tlog-tiles under /logs/{tenant}/{log}/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+from ironlog.api.codec import json_response
+from ironlog.api.deps import resolve_log
+from ironlog.engine import Log
+from ironlog.errors import FormatError, NotFoundError
+from ironlog.note import b64encode
+from ironlog.tiles import parse_tile_path
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SHORT = "no-cache, max-age=0"
+
+
+def _log(request: Request[Any, Any, Any], tenant: str, name: str) -> Log:
+    return resolve_log(request, tenant, name, "read")
+
+
+@get("/v1/logs/{tenant:str}/{name:str}/proof/consistency", sync_to_thread=True)
+def consistency(
+    request: Request[Any, Any, Any],
+    tenant: str,
+    name: str,
+    from_size: int,
+    to_size: int | None = None,
+) -> Response[bytes]:
+    lg = _log(request, tenant, name)
+    proof = lg.consistency_proof(from_size, to_size)
+    size2 = to_size if to_size is not None else lg.head().size
+    return json_response(
+        {
+            "from": from_size,
+            "to": size2,
+            "proof": [b64encode(h) for h in proof],
+            "from_checkpoint": lg.store.checkpoint(from_size),
+            "to_checkpoint": lg.store.checkpoint(size2),
+        }
+    )
+
+
+@get("/logs/{tenant:str}/{name:str}/checkpoint", sync_to_thread=True)
+def tiles_checkpoint(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    lg = _log(request, tenant, name)
+    return Response(
+        lg.checkpoint().encode(),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": SHORT},
+    )
+
+
+@get("/logs/{tenant:str}/{name:str}/tile/{rest:path}", sync_to_thread=True)
+def tile(request: Request[Any, Any, Any], tenant: str, name: str, rest: str) -> Response[bytes]:
+    lg = _log(request, tenant, name)
+    try:
+        ref = parse_tile_path("tile/" + rest.lstrip("/"))
+    except FormatError as e:
+        raise NotFoundError(f"not a tile path: {rest!r}") from e
+    size = lg.head().size
+    if ref.is_bundle:
+        available = max(0, min(256, size - ref.index * 256))
+    else:
+        available = max(0, min(256, (size >> (8 * ref.level)) - ref.index * 256))
+    if available < ref.width:
+        raise NotFoundError(f"tile {ref.path()} does not exist at tree size {size}")
+    data = (
+        lg.bundle(ref.index, ref.width)
+        if ref.is_bundle
+        else lg.tile(ref.level, ref.index, ref.width)
+    )
+    cache = IMMUTABLE if ref.is_full else SHORT
+    return Response(data, media_type="application/octet-stream", headers={"Cache-Control": cache})
+
+
+READ_HANDLERS = [consistency, tiles_checkpoint, tile]

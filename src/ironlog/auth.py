@@ -1,0 +1,153 @@
+"""API keys: issue, authenticate, rotate, revoke.
+
+A key is ``ilk_<id>_<secret>``: the id is public (it names the key in lists
+and logs), the secret is 256 random bits shown once and stored only as its
+SHA-256 (a slow hash adds nothing for secrets of that entropy).  Keys belong
+to one tenant and carry scopes (``append``, ``read``, ``admin``), or belong to
+the operator (tenant None, scope ``operator``), who manages tenants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from ironlog.entry import now_us
+from ironlog.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ironlog.store.base import ApiKeyRecord, ControlStore
+
+TENANT_SCOPES = ("append", "read", "admin")
+OPERATOR_SCOPE = "operator"
+PREFIX = "ilk_"
+MAX_LIFETIME_S = 10 * 365 * 86400
+
+
+def parse_scopes(text: str) -> tuple[str, ...]:
+    scopes = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    bad = [s for s in scopes if s not in TENANT_SCOPES]
+    if bad or not scopes:
+        raise InvalidRequestError(
+            f"invalid scopes {text!r}: use a comma-separated list of {', '.join(TENANT_SCOPES)}"
+        )
+    return scopes
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as."""
+
+    key_id: str
+    tenant: str | None
+    scopes: tuple[str, ...]
+
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant is None
+
+    def require(self, scope: str, tenant: str | None = None) -> None:
+        """Allow ``scope`` on ``tenant``'s resources.  Another tenant's resources
+        are reported as not found, so a key cannot learn what exists elsewhere."""
+        if self.is_operator:
+            if scope in ("operator", "admin"):
+                return
+            raise PermissionDeniedError(
+                "the operator key manages tenants; it cannot read or append"
+            )
+        if tenant is not None and tenant != self.tenant:
+            raise NotFoundError("no such resource")
+        if scope == OPERATOR_SCOPE:
+            raise PermissionDeniedError("this needs the operator key")
+        if scope not in self.scopes and "admin" not in self.scopes:
+            raise PermissionDeniedError(f"this key lacks the {scope!r} scope")
+
+
+class KeyManager:
+    def __init__(self, control: ControlStore) -> None:
+        self.control = control
+
+    def create(
+        self,
+        tenant: str | None,
+        scopes: tuple[str, ...],
+        name: str = "",
+        expires_in_s: int | None = None,
+    ) -> tuple[str, ApiKeyRecord]:
+        """A new key; returns the secret (shown once) and the stored record."""
+        if tenant is not None:
+            rec = self.control.get_tenant(tenant)
+            if rec is None:
+                raise NotFoundError(f"tenant {tenant!r} does not exist")
+        if len(name) > 200:
+            raise InvalidRequestError("key name is longer than 200 characters")
+        now = now_us()
+        expires = None
+        if expires_in_s is not None:
+            if not 1 <= expires_in_s <= MAX_LIFETIME_S:
+                raise InvalidRequestError("expires_in must be between 1 second and 10 years")
+            expires = now + expires_in_s * 1_000_000
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        record = ApiKeyRecord(key_id, tenant, scopes, _hash(secret), now, name, expires)
+        self.control.create_api_key(record)
+        return f"{PREFIX}{key_id}_{secret}", record
+
+    def authenticate(self, presented: str | None) -> Principal:
+        if not presented:
+            raise AuthenticationError("an API key is required (Authorization: Bearer <key>)")
+        if not presented.startswith(PREFIX) or presented.count("_") < 2:
+            raise AuthenticationError("malformed API key")
+        key_id, _, secret = presented[len(PREFIX) :].partition("_")
+        rec = self.control.get_api_key(key_id) if len(key_id) == 16 else None
+        # Compare even when the id is unknown, so timing does not tell ids apart.
+        expected = rec.secret_hash if rec is not None else b"\0" * 32
+        if not hmac.compare_digest(_hash(secret), expected) or rec is None:
+            raise AuthenticationError("unknown API key")
+        now = now_us()
+        if rec.revoked_us is not None and rec.revoked_us <= now:
+            raise AuthenticationError("API key has been revoked")
+        if rec.expires_us is not None and rec.expires_us <= now:
+            raise AuthenticationError("API key has expired")
+        if rec.tenant is not None:
+            tenant = self.control.get_tenant(rec.tenant)
+            if tenant is None or tenant.disabled:
+                raise AuthenticationError("the key's tenant is disabled")
+        return Principal(rec.key_id, rec.tenant, rec.scopes)
+
+    def get(self, key_id: str, tenant: str | None) -> ApiKeyRecord:
+        rec = self.control.get_api_key(key_id)
+        if rec is None or rec.tenant != tenant:
+            raise NotFoundError(f"API key {key_id!r} does not exist")
+        return rec
+
+    def rotate(
+        self, key_id: str, tenant: str | None, old_expires_in_s: int | None = None
+    ) -> tuple[str, ApiKeyRecord]:
+        """A new key with the same tenant and scopes.  The old one stays valid
+        until it is revoked, or until ``old_expires_in_s`` if given."""
+        old = self.get(key_id, tenant)
+        if old.revoked_us is not None:
+            raise InvalidRequestError(f"API key {key_id!r} is revoked")
+        secret, new = self.create(tenant, old.scopes, old.name)
+        if old_expires_in_s is not None:
+            if not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
+                raise InvalidRequestError("old_expires_in must be between 0 and 10 years")
+            self.control.update_api_key(key_id, expires_us=now_us() + old_expires_in_s * 1_000_000)
+        return secret, new
+
+    def revoke(self, key_id: str, tenant: str | None) -> None:
+        self.get(key_id, tenant)
+        self.control.update_api_key(key_id, revoked_us=now_us())
+
+    def list(self, tenant: str | None) -> list[ApiKeyRecord]:
+        return self.control.list_api_keys(tenant)

@@ -1,0 +1,297 @@
+"""The HTTP service, end to end against a real ``ironlog serve`` process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ironlog import merkle, note, tiles, tlogproof
+from tests.conftest import BIN
+
+
+@dataclass
+class Server:
+    url: str
+    operator: str
+    demo: str
+    data: Path
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("srv") / "data"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "ironlog"), "--data", str(data), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.startswith("Append an event:"):
+            break
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    text = "".join(lines)
+    op = text.split("operator key (manages tenants): ")[1].split()[0]
+    demo = text.split("demo tenant key (append, read): ")[1].split()[0]
+    yield Server(url, op, demo, data)
+    proc.terminate()
+    proc.wait(timeout=30)
+    proc.stdout.close()
+
+
+def _err(r: httpx.Response, status: int, code: str | None = None) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    if code:
+        assert body["error"]["code"] == code
+    return str(body["error"]["message"])
+
+
+def _tenant_with_key(s: Server, name: str, scopes: str = "append,read,admin") -> str:
+    with s.client(s.operator) as op:
+        r = op.post("/v1/tenants", json={"name": name})
+        assert r.status_code in (201, 409), r.text
+        r = op.post(f"/v1/tenants/{name}/keys", json={"scopes": scopes, "name": "t"})
+        assert r.status_code == 201, r.text
+        key = r.json()["key"]
+        assert "secret_hash" not in r.json()
+        return str(key)
+
+
+def test_health_and_auth(server: Server) -> None:
+    with server.client() as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/readyz").json() == {"status": "ready"}
+        _err(c.get("/v1/logs/demo/events"), 401, "unauthenticated")
+        _err(c.get("/v1/logs/demo/events", headers={"Authorization": "Bearer nope"}), 401)
+        _err(c.get("/v1/logs/demo/events", headers={"X-API-Key": server.demo[:-2] + "xx"}), 401)
+        assert c.get("/v1/logs/demo/events", headers={"X-API-Key": server.demo}).status_code == 200
+        _err(c.get("/no/such/path"), 404, "not_found")
+        assert c.get("/schema/openapi.json").json()["info"]["title"] == "ironlog"
+
+
+def test_receipts_verify_with_pure_core(server: Server) -> None:
+    with server.client(server.demo) as c:
+        info = c.get("/v1/logs/demo/events").json()
+        vkey = note.Verifier.from_vkey(info["vkey"])
+        assert info["origin"] == "ironlog.localhost/demo/events"
+        for i in range(20):
+            r = c.post("/v1/logs/demo/events/entries", json={"actor": "alice", "n": i})
+            assert r.status_code == 201, r.text
+            rec = r.json()
+            cp = note.open_checkpoint(rec["checkpoint"], vkey).checkpoint
+            entry = rec["entry"].encode()
+            assert json.loads(entry)["n"] == i and json.loads(entry)["source"] == "http"
+            proof = [note.b64decode(h) for h in rec["inclusion_proof"]]
+            merkle.verify_inclusion(rec["index"], cp.size, merkle.leaf_hash(entry), proof, cp.root)
+            assert note.b64decode(rec["leaf_hash"]) == merkle.leaf_hash(entry)
+        r = c.post(
+            "/v1/logs/demo/events/entries",
+            json={"actor": "bob"},
+            headers={"Accept": "text/x.tlog-proof"},
+        )
+        assert r.status_code == 201 and r.headers["content-type"].startswith("text/x.tlog-proof")
+        p = tlogproof.parse_tlog_proof(r.text)
+        entry = c.get(f"/v1/logs/demo/events/entries/{p.index}").json()["entry"].encode()
+        p.verify(entry, vkey)
+
+
+def test_ndjson_batch_all_or_nothing(server: Server) -> None:
+    key = _tenant_with_key(server, "batchco")
+    with server.client(key) as c:
+        assert c.post("/v1/tenants/batchco/logs", json={"name": "b"}).status_code == 201
+        body = b"".join(json.dumps({"n": i}).encode() + b"\n" for i in range(500))
+        h = {"Content-Type": "application/x-ndjson"}
+        r = c.post("/v1/logs/batchco/b/entries", content=body, headers=h)
+        assert r.status_code == 201, r.text
+        assert r.json()["first_index"] == 0 and r.json()["count"] == 500
+        bad = body + b"[1]\n" + body
+        msg = _err(
+            c.post("/v1/logs/batchco/b/entries", content=bad, headers=h), 400, "invalid_entry"
+        )
+        assert "line 501" in msg and "nothing was appended" in msg
+        assert c.get("/v1/logs/batchco/b").json()["size"] == 500
+        for raw, code in [
+            (b"not json", 400),
+            (b"{" * 10, 400),
+            (json.dumps({"a": "x" * 70000}).encode(), 400),
+        ]:
+            _err(
+                c.post(
+                    "/v1/logs/batchco/b/entries",
+                    content=raw,
+                    headers={"Content-Type": "application/json"},
+                ),
+                code,
+            )
+        _err(
+            c.post(
+                "/v1/logs/batchco/b/entries", content=b"{}", headers={"Content-Type": "text/plain"}
+            ),
+            415,
+        )
+        big = b'{"a":"' + b"x" * (17 << 20) + b'"}'
+        _err(
+            c.post(
+                "/v1/logs/batchco/b/entries",
+                content=big,
+                headers={"Content-Type": "application/json"},
+            ),
+            413,
+        )
+        assert c.get("/v1/logs/batchco/b").json()["size"] == 500
+
+
+def test_tiles_match_independent_rebuild(server: Server) -> None:
+    key = _tenant_with_key(server, "tileco")
+    with server.client(key) as c:
+        c.post("/v1/tenants/tileco/logs", json={"name": "t"})
+        lines = [json.dumps({"n": i}).encode() + b"\n" for i in range(700)]
+        for part in (lines[:300], lines[300:]):  # checkpoints at 300 and 700
+            r = c.post(
+                "/v1/logs/tileco/t/entries",
+                content=b"".join(part),
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            assert r.status_code == 201
+        entries = []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = c.get(
+                "/v1/logs/tileco/t/entries", params={"cursor": cursor, "limit": 300}
+            ).json()
+            entries += [e["entry"].encode() for e in page["entries"]]
+            cursor = page["next_cursor"]
+        assert len(entries) == 700
+        builder = tiles.TileBuilder()
+        want = dict(
+            (ref.path(), data) for ref, data in builder.add([merkle.leaf_hash(e) for e in entries])
+        )
+        want.update((ref.path(), data) for ref, data in builder.partials())
+        for path, data in want.items():
+            r = c.get(f"/logs/tileco/t/{path}")
+            assert r.status_code == 200 and r.content == data, path
+            assert ("immutable" in r.headers["cache-control"]) == (".p/" not in path)
+        bundle = c.get("/logs/tileco/t/tile/entries/002.p/188").content
+        assert tiles.decode_bundle(bundle) == entries[512:700]
+        assert (
+            tiles.decode_bundle(c.get("/logs/tileco/t/tile/entries/000").content) == entries[:256]
+        )
+        _err(c.get("/logs/tileco/t/tile/0/002.p/189"), 404)
+        _err(c.get("/logs/tileco/t/tile/0/003"), 404)
+        _err(c.get("/logs/tileco/t/tile/0/5"), 404)
+        cp = c.get("/logs/tileco/t/checkpoint").text
+        vkey = note.Verifier.from_vkey(c.get("/v1/logs/tileco/t").json()["vkey"])
+        assert note.open_checkpoint(cp, vkey).checkpoint.root == builder.root()
+        cons = c.get("/v1/logs/tileco/t/proof/consistency", params={"from_size": 300}).json()
+        old = note.open_checkpoint(cons["from_checkpoint"], vkey).checkpoint
+        merkle.verify_consistency(
+            300, 700, [note.b64decode(h) for h in cons["proof"]], old.root, builder.root()
+        )
+        inc = c.get("/v1/logs/tileco/t/proof/inclusion", params={"index": 5, "size": 700}).json()
+        merkle.verify_inclusion(
+            5,
+            700,
+            merkle.leaf_hash(entries[5]),
+            [note.b64decode(h) for h in inc["inclusion_proof"]],
+            builder.root(),
+        )
+        _err(c.get("/v1/logs/tileco/t/proof/inclusion", params={"index": 700}), 400)
+
+
+def test_tenant_isolation_and_scopes(server: Server) -> None:
+    a = _tenant_with_key(server, "alpha")
+    b = _tenant_with_key(server, "beta")
+    with server.client(a) as ca, server.client(b) as cb:
+        assert ca.post("/v1/tenants/alpha/logs", json={"name": "l"}).status_code == 201
+        assert ca.post("/v1/logs/alpha/l/entries", json={"secret": 1}).status_code == 201
+        for path in [
+            "/v1/logs/alpha/l",
+            "/v1/logs/alpha/l/entries",
+            "/v1/logs/alpha/l/entries/0",
+            "/v1/logs/alpha/l/checkpoint",
+            "/logs/alpha/l/checkpoint",
+            "/logs/alpha/l/tile/0/000.p/1",
+            "/v1/tenants/alpha/keys",
+            "/v1/tenants/alpha/logs",
+        ]:
+            _err(cb.get(path), 404)
+        _err(cb.post("/v1/logs/alpha/l/entries", json={"x": 1}), 404)
+        _err(cb.post("/v1/tenants/alpha/logs", json={"name": "x"}), 404)
+        _err(cb.post("/v1/tenants", json={"name": "gamma"}), 403)
+        r = ca.post("/v1/tenants/alpha/keys", json={"scopes": "read"})
+        reader = r.json()["key"]
+        with server.client(reader) as cr:
+            _err(cr.post("/v1/logs/alpha/l/entries", json={"x": 1}), 403, "forbidden")
+            assert cr.get("/v1/logs/alpha/l/entries").status_code == 200
+            _err(cr.post("/v1/tenants/alpha/keys", json={"scopes": "admin"}), 403)
+        _err(ca.post("/v1/tenants/alpha/keys", json={"scopes": "root"}), 400)
+        _err(ca.post("/v1/tenants/alpha/keys", json={"scopes": "read", "extra": 1}), 400)
+
+
+def test_rotation_and_revocation(server: Server) -> None:
+    admin = _tenant_with_key(server, "rotco")
+    with server.client(admin) as c:
+        c.post("/v1/tenants/rotco/logs", json={"name": "l"})
+        r = c.post("/v1/tenants/rotco/keys", json={"scopes": "append", "name": "ingest"})
+        old, old_id = r.json()["key"], r.json()["id"]
+        r = c.post(f"/v1/tenants/rotco/keys/{old_id}/rotate", json={})
+        new = r.json()["key"]
+        assert r.json()["replaces"] == old_id and r.json()["scopes"] == ["append"]
+        for k in (old, new):  # overlap: both work
+            with server.client(k) as ck:
+                assert ck.post("/v1/logs/rotco/l/entries", json={"k": 1}).status_code == 201
+        assert c.delete(f"/v1/tenants/rotco/keys/{old_id}").status_code == 200
+        with server.client(old) as ck:
+            assert "revoked" in _err(ck.post("/v1/logs/rotco/l/entries", json={"k": 1}), 401)
+        with server.client(new) as ck:
+            assert ck.post("/v1/logs/rotco/l/entries", json={"k": 2}).status_code == 201
+        ids = {k["id"]: k for k in c.get("/v1/tenants/rotco/keys").json()["keys"]}
+        assert ids[old_id]["revoked_us"] is not None
+        r = c.post("/v1/tenants/rotco/keys", json={"scopes": "read", "expires_in": 1})
+        short = r.json()["key"]
+        time.sleep(1.2)
+        with server.client(short) as ck:
+            assert "expired" in _err(ck.get("/v1/logs/rotco/l"), 401)
+    with server.client(server.operator) as op:
+        assert op.post("/v1/tenants/rotco/disable").status_code == 200
+        with server.client(admin) as c:
+            assert "disabled" in _err(c.get("/v1/logs/rotco/l"), 401)
+        assert op.post("/v1/tenants/rotco/enable").status_code == 200
+
+
+def test_secrets_never_in_server_output(server: Server) -> None:
+    # The server runs with access logs off; its data dir holds only hashes of keys.
+    raw = (server.data / "control.db").read_bytes()
+    assert server.demo.encode() not in raw and server.demo.split("_")[2].encode() not in raw
