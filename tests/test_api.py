@@ -295,3 +295,18 @@ def test_secrets_never_in_server_output(server: Server) -> None:
     # The server runs with access logs off; its data dir holds only hashes of keys.
     raw = (server.data / "control.db").read_bytes()
     assert server.demo.encode() not in raw and server.demo.split("_")[2].encode() not in raw
+
+
+def test_idempotency_key_over_http(server: Server) -> None:
+    with server.client(server.demo) as c:
+        h = {"Idempotency-Key": "order-42"}
+        r1 = c.post("/v1/logs/demo/events/entries", json={"order": 42}, headers=h)
+        size = c.get("/v1/logs/demo/events").json()["size"]
+        r2 = c.post("/v1/logs/demo/events/entries", json={"order": 42}, headers=h)
+        assert r1.status_code == r2.status_code == 201
+        assert r1.json() == r2.json()
+        assert c.get("/v1/logs/demo/events").json()["size"] == size
+        _err(
+            c.post("/v1/logs/demo/events/entries", json={}, headers={"Idempotency-Key": "x" * 300}),
+            400,
+        )

@@ -211,3 +211,31 @@ def test_two_processes_append_to_one_log(data_dir: Path) -> None:
         assert report.checkpoints > 100
         rows = [json.loads(d) for _, d in lg.query(Query())]
         assert len({(o["w"], o["i"], o.get("b")) for o in rows}) == 960
+
+
+def test_idempotency_keys(il: Ironlog) -> None:
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+    r1 = lg.submit([prepare_json(ev(1), now_us(), "t")], True, "k-1").result()
+    lg.append(prepare_json(ev(2), now_us(), "t"))
+    again = lg.submit([prepare_json(ev(1, retry=True), now_us(), "t")], True, "k-1").result()
+    assert again == r1  # the original receipt, byte for byte, nothing appended
+    assert lg.head().size == 2
+    b1 = lg.submit([prepare_json(ev(i), now_us(), "t") for i in range(5)], False, "batch").result()
+    b2 = lg.submit([prepare_json(ev(i), now_us(), "t") for i in range(5)], False, "batch").result()
+    assert b1 == b2 and lg.head().size == 7
+
+    async def race() -> list[object]:
+        return list(
+            await asyncio.gather(
+                *(
+                    lg.submit_async([prepare_json(ev(9), now_us(), "t")], True, "same")
+                    for _ in range(20)
+                )
+            )
+        )
+
+    results = asyncio.run(race())
+    assert all(r == results[0] for r in results)
+    assert lg.head().size == 8
+    assert audit_log(lg).ok

@@ -18,7 +18,9 @@ from ironlog.note import Checkpoint, Signer
 from ironlog.store.base import (
     ApiKeyRecord,
     Driver,
+    DuplicateRequestError,
     Durability,
+    IdempotentResult,
     LogInfo,
     Query,
     TenantRecord,
@@ -238,4 +240,26 @@ def test_control_store_api_keys(make_driver: DriverFactory, tmp: Path) -> None:
     assert t is not None and t.disabled
     with pytest.raises(NotFoundError):
         c.set_tenant_disabled("u", True)
+    driver.close()
+
+
+def test_idempotency_records(make_driver: DriverFactory, tmp: Path) -> None:
+    driver = make_driver(tmp)
+    store = driver.open_log(_info())
+    signer = Signer(_info().origin, b"\x01" * 32)
+
+    def sign(size: int, root: bytes) -> str:
+        return Checkpoint(_info().origin, size, root).sign(signer)
+
+    store.append([_event(0)], sign)
+    store.append([_event(1), _event(2), _event(3)], sign, [("a", 0, 1), ("b", 1, 2)])
+    assert store.idempotent("a") == IdempotentResult(1, 1, 4)
+    assert store.idempotent("b") == IdempotentResult(2, 2, 4)
+    assert store.idempotent("c") is None
+    before = store.head()
+    with pytest.raises(DuplicateRequestError) as exc:
+        store.append([_event(4), _event(5)], sign, [("c", 0, 1), ("b", 1, 1)])
+    assert exc.value.keys == ["b"]
+    assert store.head() == before and store.idempotent("c") is None
+    store.close()
     driver.close()

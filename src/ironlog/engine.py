@@ -29,7 +29,7 @@ from ironlog.errors import (
 )
 from ironlog.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.note import Checkpoint, Signer, Verifier, open_checkpoint
-from ironlog.store.base import Head, LogInfo, LogStore, Query
+from ironlog.store.base import DuplicateRequestError, Head, LogInfo, LogStore, Query
 from ironlog.tiles import TILE_HEIGHT, TILE_WIDTH, NodeReader, TileBuilder, encode_bundle
 from ironlog.tlogproof import TlogProof
 
@@ -69,6 +69,7 @@ class _Request:
     entries: Sequence[PreparedEntry]
     proofs: bool
     nbytes: int = 0
+    idem_key: str | None = None
     future: Future[Outcome] | None = None  # for threads
     afuture: asyncio.Future[Outcome] | None = None  # for coroutines
     loop: asyncio.AbstractEventLoop | None = None
@@ -172,19 +173,63 @@ class LogWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Request]) -> None:
+        # Requests repeating an idempotency key of this batch wait for the first.
+        first_by_key: dict[str, _Request] = {}
+        followers: list[tuple[_Request, _Request]] = []
+        unique: list[_Request] = []
+        for r in batch:
+            if r.idem_key is not None and r.idem_key in first_by_key:
+                followers.append((r, first_by_key[r.idem_key]))
+                continue
+            if r.idem_key is not None:
+                first_by_key[r.idem_key] = r
+            unique.append(r)
+        outcomes = self._commit_unique(unique)
+        by_request = {id(r): o for r, o in zip(unique, outcomes, strict=True)}
+        self._answer(
+            unique + [f for f, _ in followers],
+            outcomes + [by_request[id(first)] for _, first in followers],
+        )
+
+    def _commit_unique(self, batch: list[_Request]) -> list[Outcome | BaseException]:
+        """Commit once (twice if some idempotency keys turn out to be used)."""
+        done: dict[int, Outcome | BaseException] = {}
+        pending = batch
+        for _ in range(2):
+            try:
+                outs = self._commit_once(pending)
+            except DuplicateRequestError as dup:
+                used = set(dup.keys)
+                for r in pending:
+                    if r.idem_key in used:
+                        done[id(r)] = self._log.replay(r.idem_key, r.proofs)
+                pending = [r for r in pending if r.idem_key not in used]
+                if not pending:
+                    break
+                continue
+            done.update(zip((id(r) for r in pending), outs, strict=True))
+            break
+        return [done.get(id(r), LogUnavailableError("append was not committed")) for r in batch]
+
+    def _commit_once(self, batch: list[_Request]) -> list[Outcome | BaseException]:
         entries = [e for r in batch for e in r.entries]
+        idem: list[tuple[str, int, int]] = []
+        offset = 0
+        for r in batch:
+            if r.idem_key is not None:
+                idem.append((r.idem_key, offset, len(r.entries)))
+            offset += len(r.entries)
         started = time.perf_counter()
         try:
             self._log.check_writable()
-            result = self._store.append(entries, self._log.sign)
+            result = self._store.append(entries, self._log.sign, idem)
+        except DuplicateRequestError:
+            raise
         except IronlogError as e:
-            self._answer(batch, [e] * len(batch))
-            return
+            return [e] * len(batch)
         except Exception:  # never let the writer die; never leak internals
             log.exception("append to %s failed", self._log.info.path)
-            err = LogUnavailableError(f"append to {self._log.info.path} failed")
-            self._answer(batch, [err] * len(batch))
-            return
+            return [LogUnavailableError(f"append to {self._log.info.path} failed")] * len(batch)
         self.commit_seconds.append(time.perf_counter() - started)
         self.batch_sizes.append(len(entries))
         if self._interval is not None:
@@ -196,25 +241,13 @@ class LogWriter:
         outcomes: list[Outcome | BaseException] = []
         for r in batch:
             try:
-                if r.proofs:
-                    outcomes.append(
-                        [
-                            Receipt(
-                                index + i,
-                                pe.leaf,
-                                pe.data,
-                                head.checkpoint,
-                                tuple(self._log.proof_at(index + i, head.size)),
-                            )
-                            for i, pe in enumerate(r.entries)
-                        ]
-                    )
-                else:
-                    outcomes.append(BatchReceipt(index, len(r.entries), head.checkpoint, head.size))
+                outcomes.append(
+                    self._log.outcome(index, r.entries, head.size, head.checkpoint, r.proofs)
+                )
             except IronlogError as e:
                 outcomes.append(e)
             index += len(r.entries)
-        self._answer(batch, outcomes)
+        return outcomes
 
     @staticmethod
     def _answer(batch: list[_Request], outcomes: Sequence[Outcome | BaseException]) -> None:
@@ -312,21 +345,72 @@ class Log:
                     self._writer = LogWriter(self)
         return self._writer
 
-    def _request(self, entries: Sequence[PreparedEntry], proofs: bool) -> _Request:
+    def _request(
+        self, entries: Sequence[PreparedEntry], proofs: bool, idempotency_key: str | None
+    ) -> _Request:
         if not entries:
             raise InvalidRequestError("nothing to append")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+            raise InvalidRequestError("an idempotency key is 1 to 255 characters")
         self.check_writable()
-        return _Request(entries, proofs)
+        return _Request(entries, proofs, idem_key=idempotency_key)
 
-    def submit(self, entries: Sequence[PreparedEntry], proofs: bool) -> Future[Outcome]:
-        """Queue an append; the future resolves once its batch is durable."""
-        req = self._request(entries, proofs)
+    def outcome(
+        self,
+        first: int,
+        entries: Sequence[PreparedEntry] | Sequence[bytes],
+        size: int,
+        checkpoint: str,
+        proofs: bool,
+    ) -> Outcome:
+        """The receipt(s) for ``entries`` appended at ``first`` in the batch that
+        signed ``checkpoint`` (tree ``size``)."""
+        if not proofs:
+            return BatchReceipt(first, len(entries), checkpoint, size)
+        out = []
+        for i, e in enumerate(entries):
+            if isinstance(e, bytes):
+                data, leaf = e, leaf_hash(e)
+            else:
+                assert isinstance(e, PreparedEntry)
+                data, leaf = e.data, e.leaf
+            proof = tuple(self.proof_at(first + i, size))
+            out.append(Receipt(first + i, leaf, data, checkpoint, proof))
+        return out
+
+    def replay(self, key: str | None, proofs: bool) -> Outcome | BaseException:
+        """The original answer to the request that used idempotency ``key``."""
+        done = self.store.idempotent(key) if key is not None else None
+        if done is None:
+            return LogUnavailableError("idempotency record vanished")
+        try:
+            entries = self.store.entries(done.first_index, done.first_index + done.count)
+            return self.outcome(
+                done.first_index, entries, done.size, self.checkpoint(done.size), proofs
+            )
+        except IronlogError as e:
+            return e
+
+    def submit(
+        self,
+        entries: Sequence[PreparedEntry],
+        proofs: bool,
+        idempotency_key: str | None = None,
+    ) -> Future[Outcome]:
+        """Queue an append; the future resolves once its batch is durable.  A
+        repeated ``idempotency_key`` appends nothing and gets the original answer."""
+        req = self._request(entries, proofs, idempotency_key)
         req.future = Future()
         self._writer_().submit(req)
         return req.future
 
-    async def submit_async(self, entries: Sequence[PreparedEntry], proofs: bool) -> Outcome:
-        req = self._request(entries, proofs)
+    async def submit_async(
+        self,
+        entries: Sequence[PreparedEntry],
+        proofs: bool,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        req = self._request(entries, proofs, idempotency_key)
         req.loop = asyncio.get_running_loop()
         req.afuture = req.loop.create_future()
         self._writer_().submit(req)
@@ -343,13 +427,17 @@ class Log:
         assert isinstance(res, list)
         return res[0]
 
-    async def append_async(self, entry: PreparedEntry) -> Receipt:
-        res = await self.submit_async([entry], proofs=True)
+    async def append_async(
+        self, entry: PreparedEntry, idempotency_key: str | None = None
+    ) -> Receipt:
+        res = await self.submit_async([entry], True, idempotency_key)
         assert isinstance(res, list)
         return res[0]
 
-    async def append_batch_async(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
-        res = await self.submit_async(entries, proofs=False)
+    async def append_batch_async(
+        self, entries: Sequence[PreparedEntry], idempotency_key: str | None = None
+    ) -> BatchReceipt:
+        res = await self.submit_async(entries, False, idempotency_key)
         assert isinstance(res, BatchReceipt)
         return res
 

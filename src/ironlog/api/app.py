@@ -250,6 +250,7 @@ async def append_entries(
     lg = resolve_log(request, tenant, name, "append")
     body = await request.body()
     received = now_us()
+    idem = request.headers.get("idempotency-key")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype in NDJSON_TYPES:
         lines = [line for line in body.split(b"\n") if line.strip()]
@@ -265,11 +266,11 @@ async def append_entries(
                 entries.append(prepare_json(line, received, "http"))
             except InvalidEntryError as e:
                 raise InvalidEntryError(f"line {n}: {e}; nothing was appended") from e
-        batch = await lg.append_batch_async(entries)
+        batch = await lg.append_batch_async(entries, idem)
         return json_response(batch_json(batch), 201)
     if ctype not in ("application/json", "text/json"):
         raise HTTPException(status_code=415, detail="send application/json or application/x-ndjson")
-    receipt = await lg.append_async(prepare_json(body, received, "http"))
+    receipt = await lg.append_async(prepare_json(body, received, "http"), idem)
     if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
         return Response(
             receipt.tlog_proof().to_text().encode(), status_code=201, media_type=TLOG_PROOF_TYPE

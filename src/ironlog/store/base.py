@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ironlog.entry import PreparedEntry
-from ironlog.errors import InvalidRequestError
+from ironlog.errors import ConflictError, InvalidRequestError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -124,6 +124,24 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class IdempotentResult:
+    """What an earlier request with the same idempotency key appended."""
+
+    first_index: int
+    count: int
+    size: int  # the tree size of the checkpoint that batch signed
+
+
+class DuplicateRequestError(ConflictError):
+    """Raised by ``LogStore.append`` (nothing written) when idempotency keys
+    of the batch were already used; ``keys`` names them."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"idempotency keys already used: {len(keys)}")
+        self.keys = keys
+
+
+@dataclass(frozen=True)
 class Query:
     since_us: int | None = None
     until_us: int | None = None  # exclusive
@@ -146,11 +164,23 @@ class LogStore(ABC):
         """The committed head, re-read from storage."""
 
     @abstractmethod
-    def append(self, entries: Sequence[PreparedEntry], sign: SignFn) -> BatchResult:
+    def append(
+        self,
+        entries: Sequence[PreparedEntry],
+        sign: SignFn,
+        idempotency: Sequence[tuple[str, int, int]] = (),
+    ) -> BatchResult:
         """One transaction: entries, tiles, the signed checkpoint and the head.
 
-        Durable (per the log's durability mode) when it returns.  Takes the
-        store's write lock, so several processes may append to one log."""
+        ``idempotency`` holds (key, offset in ``entries``, count) of the
+        requests that carry a key; if any key was used before, nothing is
+        written and DuplicateRequestError names them.  Durable (per the log's
+        durability mode) when it returns.  Takes the store's write lock, so
+        several processes may append to one log."""
+
+    @abstractmethod
+    def idempotent(self, key: str) -> IdempotentResult | None:
+        """What the request with this idempotency key appended, if any."""
 
     @abstractmethod
     def sync(self) -> None:

@@ -26,8 +26,10 @@ from ironlog.store.base import (
     BatchResult,
     ControlStore,
     Driver,
+    DuplicateRequestError,
     Durability,
     Head,
+    IdempotentResult,
     LogInfo,
     LogStore,
     Query,
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS tiles(
 CREATE TABLE IF NOT EXISTS checkpoints(
     size INTEGER PRIMARY KEY, note TEXT NOT NULL, created_us INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS idempotency(
+    key TEXT PRIMARY KEY, first_index INTEGER NOT NULL, count INTEGER NOT NULL,
+    size INTEGER NOT NULL, created_us INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS head(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     size INTEGER NOT NULL, root BLOB NOT NULL, checkpoint TEXT NOT NULL
@@ -177,11 +183,24 @@ class SqliteLogStore(LogStore):
             level += 1
         return TileBuilder(size, partial)
 
-    def append(self, entries: Sequence[PreparedEntry], sign: SignFn) -> BatchResult:
+    def append(
+        self,
+        entries: Sequence[PreparedEntry],
+        sign: SignFn,
+        idempotency: Sequence[tuple[str, int, int]] = (),
+    ) -> BatchResult:
         con = self._write()
         with _translated(f"append to {self.info.path}"):
             con.execute("BEGIN IMMEDIATE")
             try:
+                if idempotency:
+                    used = [
+                        k
+                        for k, _, _ in idempotency
+                        if con.execute("SELECT 1 FROM idempotency WHERE key=?", (k,)).fetchone()
+                    ]
+                    if used:
+                        raise DuplicateRequestError(used)
                 (size,) = con.execute("SELECT size FROM head").fetchone()
                 builder = self._builder
                 if builder is None or builder.size != size:
@@ -206,6 +225,12 @@ class SqliteLogStore(LogStore):
                     "UPDATE head SET size=?, root=?, checkpoint=? WHERE id=1",
                     (new_size, root, note),
                 )
+                if idempotency:
+                    now = now_us()
+                    con.executemany(
+                        "INSERT INTO idempotency VALUES (?,?,?,?,?)",
+                        [(k, size + off, n, new_size, now) for k, off, n in idempotency],
+                    )
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
@@ -214,6 +239,15 @@ class SqliteLogStore(LogStore):
         self._builder = builder
         self.batches += 1
         return BatchResult(size, len(entries), Head(new_size, root, note))
+
+    def idempotent(self, key: str) -> IdempotentResult | None:
+        with _translated(f"read {self.info.path}"):
+            row = (
+                self._read()
+                .execute("SELECT first_index, count, size FROM idempotency WHERE key=?", (key,))
+                .fetchone()
+            )
+        return IdempotentResult(*row) if row else None
 
     def sync(self) -> None:
         if self._wal_fd is None:
