@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,8 +41,10 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("srv") / "data"
     port = _free_port()
+    env = {**os.environ, "IRONLOG_VERIFY_INTERVAL": "0.2", "IRONLOG_FULL_VERIFY_INTERVAL": "1"}
     proc = subprocess.Popen(
         [str(BIN / "ironlog"), "--data", str(data), "serve", "--port", str(port)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -310,3 +314,53 @@ def test_idempotency_key_over_http(server: Server) -> None:
             c.post("/v1/logs/demo/events/entries", json={}, headers={"Idempotency-Key": "x" * 300}),
             400,
         )
+
+
+def _wait(fn: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fn():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_integrity_gate_fails_closed(server: Server) -> None:
+    key = _tenant_with_key(server, "gateco")
+    with server.client(key) as c, server.client(server.operator) as op:
+        c.post("/v1/tenants/gateco/logs", json={"name": "g"})
+        body = b"".join(json.dumps({"n": i}).encode() + b"\n" for i in range(600))
+        c.post(
+            "/v1/logs/gateco/g/entries",
+            content=body,
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+
+        def state() -> dict[str, object]:
+            logs = c.get("/v1/integrity").json()["logs"]
+            assert [x["log"] for x in logs] == ["gateco/g"]  # only this tenant's logs
+            return dict(logs[0])
+
+        _wait(lambda: state()["verified_size"] == 600 and state()["last_full_pass_us"])
+        db = server.data / "logs" / "gateco" / "g.db"
+        con = sqlite3.connect(db)
+        original = con.execute("SELECT data FROM tiles WHERE level=0 AND idx=1").fetchone()[0]
+        con.execute("UPDATE tiles SET data=? WHERE level=0 AND idx=1", (b"\x00" * len(original),))
+        con.commit()
+        _wait(lambda: state()["failure"] is not None)
+        st = state()
+        assert "tile/0/001" in str(st["failure"]) and st["writable"] is False
+        msg = _err(c.post("/v1/logs/gateco/g/entries", json={"x": 1}), 503, "integrity_failure")
+        assert "integrity check failed" in msg and "tile/0/001" in msg
+        assert c.get("/v1/logs/gateco/g/entries/3").status_code == 200  # reads still work
+        _err(c.post("/v1/integrity/gateco/g/clear"), 403)
+        _err(op.post("/v1/integrity/gateco/g/clear"), 422)
+        _err(c.post("/v1/logs/gateco/g/entries", json={"x": 1}), 503)
+        con.execute("UPDATE tiles SET data=? WHERE level=0 AND idx=1", (original,))
+        con.commit()
+        con.close()
+        r = op.post("/v1/integrity/gateco/g/clear")
+        assert r.status_code == 200 and r.json()["failure"] is None, r.text
+        assert c.post("/v1/logs/gateco/g/entries", json={"x": 1}).status_code == 201
+        all_logs = op.get("/v1/integrity").json()["logs"]
+        assert {"gateco/g", "demo/events"} <= {x["log"] for x in all_logs}

@@ -41,6 +41,7 @@ class AuditReport:
     checkpoints: int = 0
     seconds: float = 0.0
     problem: Problem | None = None
+    builder: TileBuilder | None = None  # the verified tree state, to resume from
 
     @property
     def ok(self) -> bool:
@@ -52,11 +53,17 @@ class _Stop(Exception):
         self.problem = problem
 
 
-def audit_log(lg: Log, progress: Callable[[int], None] | None = None) -> AuditReport:
+def audit_log(
+    lg: Log,
+    progress: Callable[[int], None] | None = None,
+    resume: TileBuilder | None = None,
+) -> AuditReport:
+    """Audit the whole log, or only what was added since ``resume`` (the
+    ``builder`` of an earlier successful report)."""
     report = AuditReport(lg.info.path)
     started = time.perf_counter()
     try:
-        _audit(lg, report, progress or (lambda n: None))
+        _audit(lg, report, progress or (lambda n: None), resume)
     except _Stop as s:
         report.problem = s.problem
     except IronlogError as e:
@@ -65,9 +72,9 @@ def audit_log(lg: Log, progress: Callable[[int], None] | None = None) -> AuditRe
     return report
 
 
-def _checkpoints(lg: Log, report: AuditReport) -> Iterator[tuple[int, bytes, str]]:
-    """(size, root, note) of every stored checkpoint, signature checked."""
-    for size, note in lg.store.checkpoints():
+def _checkpoints(lg: Log, report: AuditReport, min_size: int) -> Iterator[tuple[int, bytes, str]]:
+    """(size, root, note) of every stored checkpoint from min_size, signature checked."""
+    for size, note in lg.store.checkpoints(min_size):
         if size > report.size:
             return  # signed after the audit started
         try:
@@ -84,16 +91,21 @@ def _checkpoints(lg: Log, report: AuditReport) -> Iterator[tuple[int, bytes, str
         yield size, cp.root, note
 
 
-def _audit(lg: Log, report: AuditReport, progress: Callable[[int], None]) -> None:
+def _audit(
+    lg: Log, report: AuditReport, progress: Callable[[int], None], resume: TileBuilder | None
+) -> None:
     store = lg.store
     head = store.head()
     report.size = size = head.size
-    builder = TileBuilder()
+    builder = TileBuilder() if resume is None else TileBuilder(resume.size, resume.partial_data())
+    start = builder.size
+    if size < start:
+        raise _Stop(Problem("head", lg.info.path, f"the log shrank from {start} to {size} entries"))
     sha = hashlib.sha256
-    cps = _checkpoints(lg, report)
+    cps = _checkpoints(lg, report, start + 1)
     next_cp = next(cps, None)
     suspect: tuple[int, TileRef] | None = None  # first level-0 mismatch, not yet attributed
-    last_cp_size = 0
+    last_cp_size = start
 
     def check_tiles(done: list[tuple[TileRef, bytes]]) -> None:
         nonlocal suspect
@@ -162,8 +174,8 @@ def _audit(lg: Log, report: AuditReport, progress: Callable[[int], None]) -> Non
             )
         last_cp_size = cp_size
 
-    expected = 0
-    for rows in store.scan_entries(0, size):
+    expected = start
+    for rows in store.scan_entries(start, size):
         first, last = rows[0][0], rows[-1][0]
         if first != expected or last - first + 1 != len(rows):
             gap = next((expected + i for i, r in enumerate(rows) if r[0] != expected + i), last)
@@ -177,7 +189,7 @@ def _audit(lg: Log, report: AuditReport, progress: Callable[[int], None]) -> Non
             done = builder.add(leaves[i:stop])
             expected += stop - i
             i = stop
-            report.entries = expected
+            report.entries = expected - start
             if done:
                 check_tiles(done)
             while next_cp is not None and next_cp[0] <= expected:
@@ -224,3 +236,4 @@ def _audit(lg: Log, report: AuditReport, progress: Callable[[int], None]) -> Non
             raise _Stop(Problem("head", lg.info.path, f"checkpoint does not verify: {e}")) from e
         if (cp.size, cp.root) != (size, head.root):
             raise _Stop(Problem("head", lg.info.path, "differs from its signed checkpoint"))
+    report.builder = builder

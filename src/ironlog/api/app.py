@@ -39,6 +39,7 @@ from ironlog.errors import (
     http_status,
 )
 from ironlog.instance import Ironlog
+from ironlog.integrity import IntegrityChecker
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
 from ironlog.store.base import Durability, Query, parse_indexes
@@ -367,7 +368,37 @@ def inclusion(
     )
 
 
-def create_app(il: Ironlog) -> Litestar:
+@get("/v1/integrity", sync_to_thread=True)
+def integrity_report(request: Request[Any, Any, Any]) -> Response[bytes]:
+    p = principal(request)
+    if not p.is_operator:
+        p.require("read")
+    return json_response({"logs": state(request).integrity.report(p.tenant)})
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/clear", sync_to_thread=True)
+def integrity_clear(
+    request: Request[Any, Any, Any], tenant: str, name: str, force: bool = False
+) -> Response[bytes]:
+    principal(request).require("operator")
+    st = state(request)
+    st.il.log(tenant, name)  # 404 for an unknown log
+    return json_response(st.integrity.clear(f"{tenant}/{name}", force).to_json())
+
+
+def create_app(
+    il: Ironlog, verify_interval: float = 10.0, full_verify_interval: float = 3600.0
+) -> Litestar:
+    checker = IntegrityChecker(il, verify_interval, full_verify_interval)
+
+    def startup() -> None:
+        if verify_interval > 0:
+            checker.start()
+
+    def shutdown() -> None:
+        checker.stop()
+        il.close()
+
     app = Litestar(
         route_handlers=[
             healthz,
@@ -388,8 +419,12 @@ def create_app(il: Ironlog) -> Litestar:
             get_entry,
             get_checkpoint,
             inclusion,
+            integrity_report,
+            integrity_clear,
             *READ_HANDLERS,
         ],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
         exception_handlers={
             IronlogError: _on_ironlog_error,
             HTTPException: _on_http_error,
@@ -399,10 +434,14 @@ def create_app(il: Ironlog) -> Litestar:
         openapi_config=OpenAPIConfig(title="ironlog", version="0.1.0"),
         debug=False,
     )
-    app.state.ironlog = State(il)
+    app.state.ironlog = State(il, checker)
     return app
 
 
 def create_app_from_env() -> Litestar:
     """Factory for uvicorn workers: the data directory comes from IRONLOG_DATA."""
-    return create_app(Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))))
+    return create_app(
+        Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))),
+        verify_interval=float(os.environ.get("IRONLOG_VERIFY_INTERVAL", "10")),
+        full_verify_interval=float(os.environ.get("IRONLOG_FULL_VERIFY_INTERVAL", "3600")),
+    )

@@ -9,12 +9,14 @@ from litestar import Request
 from ironlog.auth import KeyManager, Principal
 from ironlog.engine import Log
 from ironlog.instance import Ironlog
+from ironlog.integrity import IntegrityChecker
 
 
 class State:
-    def __init__(self, il: Ironlog) -> None:
+    def __init__(self, il: Ironlog, checker: IntegrityChecker) -> None:
         self.il = il
         self.keys = KeyManager(il.control)
+        self.integrity = checker
 
 
 def state(request: Request[Any, Any, Any]) -> State:

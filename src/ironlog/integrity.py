@@ -1,0 +1,140 @@
+"""Background integrity verification that fails closed.
+
+A thread re-checks every log: new data as it lands (an incremental audit that
+resumes from the last verified tree state) and the whole log from scratch
+every ``full_interval`` seconds.  A log that fails is marked unhealthy, so it
+refuses writes (HTTP 503 with the reason) until an operator clears it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from ironlog.audit import audit_log
+from ironlog.entry import now_us
+from ironlog.errors import IronlogError, VerificationError
+from ironlog.instance import Ironlog
+from ironlog.tiles import TileBuilder
+
+log = logging.getLogger("ironlog.integrity")
+
+
+@dataclass
+class LogIntegrity:
+    log: str
+    verified_size: int = 0
+    verified_us: int | None = None
+    full_pass_us: int | None = None
+    failure: str | None = None
+    builder: TileBuilder | None = None
+    next_full: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "log": self.log,
+            "verified_size": self.verified_size,
+            "verified_us": self.verified_us,
+            "last_full_pass_us": self.full_pass_us,
+            "failure": self.failure,
+        }
+
+
+class IntegrityChecker:
+    def __init__(self, il: Ironlog, interval: float = 10.0, full_interval: float = 3600.0) -> None:
+        self.il = il
+        self.interval = interval
+        self.full_interval = full_interval
+        self._state: dict[str, LogIntegrity] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ironlog-integrity", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check_all()
+            except Exception:  # keep checking; a bug here must not stop the monitor
+                log.exception("integrity pass failed")
+            self._stop.wait(self.interval)
+
+    def check_all(self) -> None:
+        for info in self.il.list_logs():
+            if self._stop.is_set():
+                return
+            self.check(info.path)
+
+    def _entry(self, path: str) -> LogIntegrity:
+        with self._lock:
+            st = self._state.get(path)
+            if st is None:
+                st = self._state[path] = LogIntegrity(path)
+            return st
+
+    def check(self, path: str, full: bool = False) -> LogIntegrity:
+        st = self._entry(path)
+        lg = self.il.log_by_path(path)
+        if st.failure is not None and not full:
+            return st  # stays failed until cleared
+        full = full or st.builder is None or time.monotonic() >= st.next_full
+        if not full and st.builder is not None and lg.head().size == st.builder.size:
+            st.verified_us = now_us()
+            return st
+        report = audit_log(lg, resume=None if full else st.builder)
+        if report.problem is not None:
+            st.failure = str(report.problem)
+            st.builder = None
+            lg.mark_unhealthy(f"integrity check failed: {report.problem}")
+            return st
+        st.builder = report.builder
+        st.verified_size = report.size
+        st.verified_us = now_us()
+        if full:
+            st.full_pass_us = st.verified_us
+            st.next_full = time.monotonic() + self.full_interval
+        return st
+
+    def clear(self, path: str, force: bool = False) -> LogIntegrity:
+        """Operator action: re-verify the whole log and lift the write refusal
+        if it passes (or unconditionally with ``force``, which is recorded)."""
+        st = self._entry(path)
+        lg = self.il.log_by_path(path)
+        st.failure = None
+        st.builder = None
+        st = self.check(path, full=True)
+        if st.failure is not None and not force:
+            raise VerificationError(f"log {path} still fails: {st.failure}")
+        if force:
+            log.warning("operator force-cleared integrity failure of %s", path)
+            st.failure = None
+        try:
+            lg.check_head()
+        except IronlogError as e:
+            if not force:
+                raise
+            log.warning("head check still failing for %s after force clear: %s", path, e)
+        lg.unhealthy = None
+        return st
+
+    def report(self, tenant: str | None = None) -> list[dict[str, object]]:
+        logs = self.il.list_logs(tenant)
+        out = []
+        for info in logs:
+            st = self._entry(info.path)
+            item = st.to_json()
+            lg = self.il.log(info.tenant, info.name)
+            item["writable"] = lg.unhealthy is None
+            item["reason"] = lg.unhealthy
+            out.append(item)
+        return out
