@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,40 +39,66 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("srv") / "data"
+@contextlib.contextmanager
+def run_server(
+    data: Path, *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True
+) -> Iterator[Server]:
+    """Start ``ironlog serve`` as a user would, wait until it answers, stop it after."""
     port = _free_port()
     env = {**os.environ, "IRONLOG_VERIFY_INTERVAL": "0.2", "IRONLOG_FULL_VERIFY_INTERVAL": "1"}
     proc = subprocess.Popen(
-        [str(BIN / "ironlog"), "--data", str(data), "serve", "--port", str(port)],
+        [str(BIN / "ironlog"), "--data", str(data), "serve", "--port", str(port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     assert proc.stdout is not None
+    try:
+        yield from _serve(proc, port, scheme, verify, data)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def _serve(
+    proc: subprocess.Popen[str],
+    port: int,
+    scheme: str,
+    verify: ssl.SSLContext | bool,
+    data: Path,
+) -> Iterator[Server]:
+    assert proc.stdout is not None
     lines = []
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         lines.append(line)
-        if line.startswith("Append an event:"):
+        if line.startswith("Append an event:") or not line:
             break
-    while time.monotonic() < deadline:
+    up = False
+    while time.monotonic() < deadline and not up:
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
+            up = httpx.get(url + "/healthz", timeout=1, verify=verify).status_code == 200
         except httpx.HTTPError:
             time.sleep(0.05)
     text = "".join(lines)
+    assert up, text
     op = text.split("operator key (manages tenants): ")[1].split()[0]
     demo = text.split("demo tenant key (append, read): ")[1].split()[0]
     yield Server(url, op, demo, data)
-    proc.terminate()
-    proc.wait(timeout=30)
-    proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_server(tmp_path_factory.mktemp("srv") / "data") as s:
+        yield s
 
 
 def _err(r: httpx.Response, status: int, code: str | None = None) -> str:
@@ -298,7 +326,9 @@ def test_rotation_and_revocation(server: Server) -> None:
 def test_secrets_never_in_server_output(server: Server) -> None:
     # The server runs with access logs off; its data dir holds only hashes of keys.
     raw = (server.data / "control.db").read_bytes()
-    assert server.demo.encode() not in raw and server.demo.split("_")[2].encode() not in raw
+    secret = server.demo[len("ilk_") + 17 :]
+    assert len(secret) >= 40
+    assert server.demo.encode() not in raw and secret.encode() not in raw
 
 
 def test_idempotency_key_over_http(server: Server) -> None:
@@ -364,3 +394,116 @@ def test_integrity_gate_fails_closed(server: Server) -> None:
         assert c.post("/v1/logs/gateco/g/entries", json={"x": 1}).status_code == 201
         all_logs = op.get("/v1/integrity").json()["logs"]
         assert {"gateco/g", "demo/events"} <= {x["log"] for x in all_logs}
+
+
+def test_metrics(server: Server) -> None:
+    with server.client(server.demo) as c:
+        for i in range(3):
+            c.post("/v1/logs/demo/events/entries", json={"m": i})
+        c.post(
+            "/v1/logs/demo/events/entries",
+            content=b"[]",
+            headers={"Content-Type": "application/json"},
+        )
+        _err(c.get("/metrics"), 403)
+    with server.client(server.operator) as op:
+        text = op.get("/metrics").text
+    assert 'ironlog_appended_entries_total{log="events",tenant="demo"}' in text
+    assert "ironlog_appended_bytes_total" in text
+    assert "ironlog_batch_entries_bucket" in text and "ironlog_commit_seconds_bucket" in text
+    assert 'ironlog_errors_total{code="invalid_entry"}' in text
+    assert "ironlog_rate_limited_total" in text or "ironlog_rate_limited" in text
+
+
+def test_rate_limit(tmp_path: Path) -> None:
+    cfg = tmp_path / "ironlog.toml"
+    cfg.write_text("rate_limit = 5\nrate_burst = 5\n")
+    with run_server(tmp_path / "data", "--config", str(cfg)) as s, s.client(s.demo) as c:
+        codes = [c.get("/v1/logs/demo/events").status_code for _ in range(12)]
+        assert codes[:5] == [200] * 5 and 429 in codes
+        r = c.get("/v1/logs/demo/events")
+        _err(r, 429, "rate_limited")
+        assert int(r.headers["retry-after"]) >= 1
+        time.sleep(1.1)
+        assert c.get("/v1/logs/demo/events").status_code == 200
+        with s.client(s.operator) as op:
+            assert 'ironlog_rate_limited_total{tenant="demo"}' in op.get("/metrics").text
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_and_two_workers_share_one_log(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    cert, key = _self_signed(tmp_path)
+    cfg = tmp_path / "ironlog.toml"
+    cfg.write_text(f'workers = 2\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with run_server(tmp_path / "data", "--config", str(cfg), scheme="https", verify=ctx) as s:
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
+            httpx.get(s.url.replace("https", "http") + "/healthz", timeout=2)
+
+        def worker(k: int) -> list[int]:
+            with httpx.Client(
+                base_url=s.url,
+                verify=ctx,
+                timeout=30,
+                headers={"Authorization": f"Bearer {s.demo}"},
+            ) as c:
+                out = []
+                for i in range(40):
+                    r = c.post("/v1/logs/demo/events/entries", json={"w": k, "i": i})
+                    assert r.status_code == 201, r.text
+                    out.append(r.json()["index"])
+                return out
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            indexes = [i for part in pool.map(worker, range(8)) for i in part]
+        assert sorted(indexes) == list(range(320))
+        with httpx.Client(
+            base_url=s.url, verify=ctx, headers={"Authorization": f"Bearer {s.operator}"}
+        ) as op:
+            text = op.get("/metrics").text
+            assert 'ironlog_appended_entries_total{log="events",tenant="demo"} 320.0' in text
+    from ironlog.audit import audit_log
+    from ironlog.instance import Ironlog
+
+    with Ironlog(tmp_path / "data") as il:
+        report = audit_log(il.log("demo", "events"))
+        assert report.ok and report.size == 320

@@ -486,16 +486,12 @@ def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option(
-    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to bind."
-)
+@click.option("--host", help="Address to bind.  [default: 127.0.0.1]")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port to bind.  [default: 8080]")
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
     type=click.IntRange(1, 64),
-    help="Worker processes sharing the data directory.",
+    help="Worker processes sharing the data directory.  [default: 1]",
 )
 @click.option(
     "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM)."
@@ -503,25 +499,50 @@ def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
 @click.option(
     "--tls-key", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM)."
 )
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0),
+    help="Requests per second allowed per API key and worker; 0 = no limit.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
+    "rate_burst, verify_interval, full_verify_interval.  Options given here win.",
+)
 @click.pass_context
 @_errors
 def serve(
     ctx: click.Context,
-    host: str,
-    port: int,
-    workers: int,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
     tls_cert: str | None,
     tls_key: str | None,
+    rate_limit: float | None,
+    config: Path | None,
 ) -> None:
     """Run the HTTP API (initialises the data directory on first start)."""
-    from ironlog.server import first_start, run
+    from ironlog.server import ServeConfig, first_start, run
 
     data: Path = ctx.obj["data"]
-    if bool(tls_cert) != bool(tls_key):
+    cfg = ServeConfig.load(config)
+    for name, value in (
+        ("host", host),
+        ("port", port),
+        ("workers", workers),
+        ("tls_cert", tls_cert),
+        ("tls_key", tls_key),
+        ("rate_limit", rate_limit),
+    ):
+        if value is not None:
+            setattr(cfg, name, value)
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    for line in first_start(data, host, port, tls=bool(tls_cert)):
+    for line in first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert)):
         click.echo(line)
-    run(data, host, port, workers, tls_cert, tls_key)
+    run(data, cfg)
 
 
 if __name__ == "__main__":  # pragma: no cover

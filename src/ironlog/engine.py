@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -230,8 +230,11 @@ class LogWriter:
         except Exception:  # never let the writer die; never leak internals
             log.exception("append to %s failed", self._log.info.path)
             return [LogUnavailableError(f"append to {self._log.info.path} failed")] * len(batch)
-        self.commit_seconds.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.commit_seconds.append(elapsed)
         self.batch_sizes.append(len(entries))
+        for observer in self._log.commit_observers:
+            observer(self._log.info, len(entries), sum(len(e.data) for e in entries), elapsed)
         if self._interval is not None:
             self._dirty = True
             if time.monotonic() - self._last_sync >= self._interval:
@@ -281,6 +284,8 @@ class Log:
         self._writer: LogWriter | None = None
         self._writer_lock = threading.Lock()
         self.unhealthy: str | None = None
+        # observer(info, entries, bytes, seconds) after every committed batch
+        self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
         try:
             self.check_head()
         except IntegrityError as e:

@@ -8,6 +8,7 @@
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
     ├── PermissionDeniedError         a valid key without the scope the request needs
+    ├── RateLimitedError              too many requests for a key (carries retry_after)
     ├── NotFoundError                 unknown tenant, log, index, tile
     ├── ConflictError                 the thing already exists
     ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
@@ -56,6 +57,14 @@ class PermissionDeniedError(IronlogError):
     code = "forbidden"
 
 
+class RateLimitedError(IronlogError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFoundError(IronlogError):
     code = "not_found"
 
@@ -87,6 +96,7 @@ HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (InvalidRequestError, 400),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
+    (RateLimitedError, 429),
     (NotFoundError, 404),
     (ConflictError, 409),
     (ConfigurationError, 500),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ironlog.engine import Log
@@ -59,6 +60,8 @@ class Ironlog:
         self._master: MasterKey | None = None
         self._logs: dict[tuple[str, str], Log] = {}
         self._lock = threading.Lock()
+        # Added to every log opened from here (metrics, for instance).
+        self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
 
     @property
     def master(self) -> MasterKey:
@@ -137,6 +140,7 @@ class Ironlog:
                 info = self.log_info(tenant, name)
                 signer = self._tenant_signer(self.tenant(tenant))
                 lg = Log(info, self.driver.open_log(info), signer)
+                lg.commit_observers.extend(self.commit_observers)
                 self._logs[key] = lg
             return lg
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ironlog.auth import OPERATOR_SCOPE, KeyManager
+from ironlog.errors import ConfigurationError
 from ironlog.instance import Ironlog, init_data_dir
 
 
@@ -42,25 +46,75 @@ def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator
         yield ""
 
 
-def run(
-    data: Path,
-    host: str,
-    port: int,
-    workers: int = 1,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-) -> None:
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    rate_limit: float = 0.0  # requests/s per key; 0 = no limit
+    rate_burst: float | None = None
+    verify_interval: float = 10.0
+    full_verify_interval: float = 3600.0
+
+    @classmethod
+    def load(cls, path: Path | None) -> ServeConfig:
+        """Defaults, then IRONLOG_VERIFY_INTERVAL / IRONLOG_FULL_VERIFY_INTERVAL /
+        IRONLOG_RATE_LIMIT / IRONLOG_RATE_BURST, then the TOML file."""
+        cfg = cls()
+        for name in ("verify_interval", "full_verify_interval", "rate_limit", "rate_burst"):
+            env = os.environ.get(f"IRONLOG_{name.upper()}")
+            if env:
+                try:
+                    setattr(cfg, name, float(env))
+                except ValueError as e:
+                    raise ConfigurationError(f"IRONLOG_{name.upper()} must be a number") from e
+        if path is None:
+            return cfg
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as e:
+            raise ConfigurationError(f"cannot read config {path}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigurationError(f"config {path} is not valid TOML: {e}") from e
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigurationError(f"config {path}: unknown settings {', '.join(unknown)}")
+        for key, value in raw.items():
+            default = getattr(cls(), key)
+            kind = type(default) if default is not None else (float if key == "rate_burst" else str)
+            if kind is float and isinstance(value, int):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ConfigurationError(f"config {path}: {key} must be {kind.__name__}")
+            setattr(cfg, key, value)
+        return cfg
+
+
+def run(data: Path, cfg: ServeConfig) -> None:
     import uvicorn
 
     os.environ["IRONLOG_DATA"] = str(data.resolve())
+    os.environ["IRONLOG_VERIFY_INTERVAL"] = str(cfg.verify_interval)
+    os.environ["IRONLOG_FULL_VERIFY_INTERVAL"] = str(cfg.full_verify_interval)
+    os.environ["IRONLOG_RATE_LIMIT"] = str(cfg.rate_limit)
+    if cfg.rate_burst is not None:
+        os.environ["IRONLOG_RATE_BURST"] = str(cfg.rate_burst)
+    if cfg.workers > 1:  # one /metrics view over all workers
+        metrics_dir = data / ".metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(mode=0o700)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     uvicorn.run(
         "ironlog.api.app:create_app_from_env",
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
+        host=cfg.host,
+        port=cfg.port,
+        workers=cfg.workers,
+        ssl_certfile=cfg.tls_cert,
+        ssl_keyfile=cfg.tls_key,
         log_level="warning",
         access_log=False,
         server_header=False,

@@ -29,6 +29,8 @@ from ironlog.api.codec import (
     receipt_json,
 )
 from ironlog.api.deps import State, principal, resolve_log, state
+from ironlog.api.metrics import Metrics
+from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
 from ironlog.auth import parse_scopes
 from ironlog.entry import now_us, prepare_json
@@ -36,6 +38,7 @@ from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,
     IronlogError,
+    RateLimitedError,
     http_status,
 )
 from ironlog.instance import Ironlog
@@ -57,15 +60,18 @@ def _error(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def _on_ironlog_error(_: Request[Any, Any, Any], exc: IronlogError) -> Response[bytes]:
+def _on_ironlog_error(request: Request[Any, Any, Any], exc: IronlogError) -> Response[bytes]:
     status = http_status(exc)
+    state(request).metrics.errors.labels(exc.code).inc()
+    if isinstance(exc, RateLimitedError):
+        return _error(status, exc.code, str(exc), {"Retry-After": str(exc.retry_after)})
     if status >= 500 and status != 503:
         log.error("server error: %s", exc)
         return _error(status, exc.code, "internal error")
     return _error(status, exc.code, str(exc))
 
 
-def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     code = {
         404: "not_found",
         405: "method_not_allowed",
@@ -73,6 +79,7 @@ def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[by
         415: "unsupported_media_type",
     }.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
     msg = exc.detail if exc.status_code < 500 else "internal error"
+    state(request).metrics.errors.labels(code).inc()
     return _error(exc.status_code, code, msg, exc.headers)
 
 
@@ -376,6 +383,13 @@ def integrity_report(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response({"logs": state(request).integrity.report(p.tenant)})
 
 
+@get("/metrics", sync_to_thread=True)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    principal(request).require("operator")
+    body, ctype = state(request).metrics.render()
+    return Response(body, media_type=ctype)
+
+
 @post("/v1/integrity/{tenant:str}/{name:str}/clear", sync_to_thread=True)
 def integrity_clear(
     request: Request[Any, Any, Any], tenant: str, name: str, force: bool = False
@@ -387,9 +401,15 @@ def integrity_clear(
 
 
 def create_app(
-    il: Ironlog, verify_interval: float = 10.0, full_verify_interval: float = 3600.0
+    il: Ironlog,
+    verify_interval: float = 10.0,
+    full_verify_interval: float = 3600.0,
+    rate_limit: float = 0.0,
+    rate_burst: float | None = None,
 ) -> Litestar:
     checker = IntegrityChecker(il, verify_interval, full_verify_interval)
+    meters = Metrics()
+    il.commit_observers.append(meters.observe_commit)
 
     def startup() -> None:
         if verify_interval > 0:
@@ -421,6 +441,7 @@ def create_app(
             inclusion,
             integrity_report,
             integrity_clear,
+            metrics,
             *READ_HANDLERS,
         ],
         on_startup=[startup],
@@ -434,7 +455,7 @@ def create_app(
         openapi_config=OpenAPIConfig(title="ironlog", version="0.1.0"),
         debug=False,
     )
-    app.state.ironlog = State(il, checker)
+    app.state.ironlog = State(il, checker, meters, RateLimiter(rate_limit, rate_burst))
     return app
 
 
@@ -444,4 +465,8 @@ def create_app_from_env() -> Litestar:
         Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))),
         verify_interval=float(os.environ.get("IRONLOG_VERIFY_INTERVAL", "10")),
         full_verify_interval=float(os.environ.get("IRONLOG_FULL_VERIFY_INTERVAL", "3600")),
+        rate_limit=float(os.environ.get("IRONLOG_RATE_LIMIT", "0")),
+        rate_burst=float(os.environ["IRONLOG_RATE_BURST"])
+        if os.environ.get("IRONLOG_RATE_BURST")
+        else None,
     )

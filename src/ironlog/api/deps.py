@@ -6,17 +6,24 @@ from typing import Any
 
 from litestar import Request
 
+from ironlog.api.metrics import Metrics
+from ironlog.api.ratelimit import RateLimiter
 from ironlog.auth import KeyManager, Principal
 from ironlog.engine import Log
+from ironlog.errors import RateLimitedError
 from ironlog.instance import Ironlog
 from ironlog.integrity import IntegrityChecker
 
 
 class State:
-    def __init__(self, il: Ironlog, checker: IntegrityChecker) -> None:
+    def __init__(
+        self, il: Ironlog, checker: IntegrityChecker, metrics: Metrics, limiter: RateLimiter
+    ) -> None:
         self.il = il
         self.keys = KeyManager(il.control)
         self.integrity = checker
+        self.metrics = metrics
+        self.limiter = limiter
 
 
 def state(request: Request[Any, Any, Any]) -> State:
@@ -29,7 +36,14 @@ def principal(request: Request[Any, Any, Any]) -> Principal:
     key = (
         header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key")
     )
-    return state(request).keys.authenticate(key)
+    st = state(request)
+    p = st.keys.authenticate(key)
+    try:
+        st.limiter.check(p.key_id)
+    except RateLimitedError:
+        st.metrics.rate_limited.labels(p.tenant or "-").inc()
+        raise
+    return p
 
 
 def resolve_log(request: Request[Any, Any, Any], tenant: str, name: str, scope: str) -> Log:
