@@ -66,6 +66,6 @@ def test_one_exception_tree_mapped_in_one_place() -> None:
             and issubclass(obj, errors.IronlogError)
             and obj is not errors.IronlogError
         ):
-            assert errors.http_status(obj("x")) in {400, 401, 403, 404, 409, 422, 500, 503}
+            assert errors.http_status(obj("x")) in {400, 401, 403, 404, 409, 422, 429, 500, 503}
     assert errors.http_status(errors.IntegrityError("x")) == 503
     assert errors.http_status(errors.NotFoundError("x")) == 404
