@@ -30,6 +30,7 @@ serve: $(STAMP)
 	$(BIN)/ironlog --data data serve
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

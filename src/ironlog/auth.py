@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from ironlog.entry import now_us
@@ -73,8 +74,15 @@ class Principal:
 
 
 class KeyManager:
-    def __init__(self, control: ControlStore) -> None:
+    """Issues and checks keys.  Successful checks are remembered for
+    ``cache_seconds`` (default 1 s), so revoking a key, expiring it or
+    disabling its tenant takes effect within that time in other processes
+    (at once in this one)."""
+
+    def __init__(self, control: ControlStore, cache_seconds: float = 1.0) -> None:
         self.control = control
+        self.cache_seconds = cache_seconds
+        self._cache: dict[bytes, tuple[Principal, float, int | None]] = {}
 
     def create(
         self,
@@ -105,6 +113,20 @@ class KeyManager:
     def authenticate(self, presented: str | None) -> Principal:
         if not presented:
             raise AuthenticationError("an API key is required (Authorization: Bearer <key>)")
+        digest = hashlib.sha256(presented.encode()).digest()
+        hit = self._cache.get(digest)
+        if hit is not None:
+            principal, until, expires_us = hit
+            if time.monotonic() < until and (expires_us is None or now_us() < expires_us):
+                return principal
+            self._cache.pop(digest, None)
+        principal, expires_us = self._authenticate(presented)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (principal, time.monotonic() + self.cache_seconds, expires_us)
+        return principal
+
+    def _authenticate(self, presented: str) -> tuple[Principal, int | None]:
         if not presented.startswith(PREFIX) or presented.count("_") < 2:
             raise AuthenticationError("malformed API key")
         key_id, _, secret = presented[len(PREFIX) :].partition("_")
@@ -122,7 +144,7 @@ class KeyManager:
             tenant = self.control.get_tenant(rec.tenant)
             if tenant is None or tenant.disabled:
                 raise AuthenticationError("the key's tenant is disabled")
-        return Principal(rec.key_id, rec.tenant, rec.scopes)
+        return Principal(rec.key_id, rec.tenant, rec.scopes), rec.expires_us
 
     def get(self, key_id: str, tenant: str | None) -> ApiKeyRecord:
         rec = self.control.get_api_key(key_id)
@@ -143,11 +165,17 @@ class KeyManager:
             if not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
                 raise InvalidRequestError("old_expires_in must be between 0 and 10 years")
             self.control.update_api_key(key_id, expires_us=now_us() + old_expires_in_s * 1_000_000)
+            self.forget()
         return secret, new
 
     def revoke(self, key_id: str, tenant: str | None) -> None:
         self.get(key_id, tenant)
         self.control.update_api_key(key_id, revoked_us=now_us())
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop remembered checks (after a revocation or a tenant change)."""
+        self._cache.clear()
 
     def list(self, tenant: str | None) -> list[ApiKeyRecord]:
         return self.control.list_api_keys(tenant)

@@ -63,7 +63,9 @@ def _field(obj: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def prepare_object(obj: Any, received_us: int, source: str) -> PreparedEntry:
+def prepare_object(
+    obj: Any, received_us: int, source: str, received_text: str | None = None
+) -> PreparedEntry:
     """Canonicalise an already-decoded event (must be a JSON object)."""
     if not isinstance(obj, dict):
         raise InvalidEntryError(f"an event must be a JSON object, not {_json_type(obj)}")
@@ -71,7 +73,7 @@ def prepare_object(obj: Any, received_us: int, source: str) -> PreparedEntry:
         if key in obj:
             raise InvalidEntryError(f"field {key!r} is reserved: the server sets it")
     full = dict(obj)
-    full["received_at"] = format_time(received_us)
+    full["received_at"] = received_text or format_time(received_us)
     full["source"] = source
     try:
         data = _encoder.encode(full)
@@ -103,6 +105,26 @@ def prepare_json(raw: bytes | str, received_us: int, source: str) -> PreparedEnt
     except RecursionError as e:
         raise InvalidEntryError("JSON is nested too deeply") from e
     return prepare_object(obj, received_us, source)
+
+
+def prepare_ndjson(body: bytes, received_us: int, source: str) -> list[PreparedEntry]:
+    """Every line of an NDJSON body, all or nothing (errors name the line)."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    try:
+        objs = _decoder.decode_lines(b"\n".join(lines))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        objs = None  # find and name the bad line
+    when = format_time(received_us)
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            if objs is None:
+                out.append(prepare_json(line, received_us, source))
+            else:
+                out.append(prepare_object(objs[n - 1], received_us, source, when))
+        except InvalidEntryError as e:
+            raise InvalidEntryError(f"line {n}: {e}") from e
+    return out
 
 
 def prepare_text(line: str, received_us: int, source: str) -> PreparedEntry:

@@ -33,7 +33,7 @@ from ironlog.api.metrics import Metrics
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
 from ironlog.auth import parse_scopes
-from ironlog.entry import now_us, prepare_json
+from ironlog.entry import now_us, prepare_json, prepare_ndjson
 from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,
@@ -158,6 +158,7 @@ def list_tenants(request: Request[Any, Any, Any]) -> Response[bytes]:
 def disable_tenant(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     principal(request).require("operator")
     state(request).il.control.set_tenant_disabled(tenant, True)
+    state(request).keys.forget()
     return json_response({"name": tenant, "disabled": True})
 
 
@@ -261,19 +262,20 @@ async def append_entries(
     idem = request.headers.get("idempotency-key")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype in NDJSON_TYPES:
-        lines = [line for line in body.split(b"\n") if line.strip()]
-        if not lines:
-            raise InvalidEntryError("the NDJSON body has no events")
-        if len(lines) > MAX_BATCH_LINES:
+        if body.count(b"\n") > MAX_BATCH_LINES + 1:
             raise HTTPException(
                 status_code=413, detail=f"at most {MAX_BATCH_LINES} events per batch"
             )
-        entries = []
-        for n, line in enumerate(lines, 1):
-            try:
-                entries.append(prepare_json(line, received, "http"))
-            except InvalidEntryError as e:
-                raise InvalidEntryError(f"line {n}: {e}; nothing was appended") from e
+        try:
+            entries = prepare_ndjson(body, received, "http")
+        except InvalidEntryError as e:
+            raise InvalidEntryError(f"{e}; nothing was appended") from e
+        if not entries:
+            raise InvalidEntryError("the NDJSON body has no events")
+        if len(entries) > MAX_BATCH_LINES:
+            raise HTTPException(
+                status_code=413, detail=f"at most {MAX_BATCH_LINES} events per batch"
+            )
         batch = await lg.append_batch_async(entries, idem)
         return json_response(batch_json(batch), 201)
     if ctype not in ("application/json", "text/json"):
