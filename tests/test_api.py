@@ -27,6 +27,7 @@ class Server:
     operator: str
     demo: str
     data: Path
+    output: str = ""  # everything the server printed after its banner, once stopped
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -54,16 +55,20 @@ def run_server(
         text=True,
     )
     assert proc.stdout is not None
+    servers: list[Server] = []
     try:
-        yield from _serve(proc, port, scheme, verify, data)
+        for s in _serve(proc, port, scheme, verify, data):
+            servers.append(s)
+            yield s
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
-        proc.stdout.close()
+            out, _ = proc.communicate()
+        for s in servers:
+            s.output = out or "(stopped)"
 
 
 def _serve(
@@ -420,6 +425,8 @@ def test_rate_limit(tmp_path: Path) -> None:
     cfg.write_text("rate_limit = 5\nrate_burst = 5\n")
     with run_server(tmp_path / "data", "--config", str(cfg)) as s, s.client(s.demo) as c:
         codes = [c.get("/v1/logs/demo/events").status_code for _ in range(12)]
+        c.post("/v1/logs/demo/events/entries", json={"card": "4111-SECRET-BODY"})
+        c.post("/v1/logs/demo/events/entries", content=b"{bad json SECRET-BODY")
         assert codes[:5] == [200] * 5 and 429 in codes
         r = c.get("/v1/logs/demo/events")
         _err(r, 429, "rate_limited")
@@ -428,6 +435,9 @@ def test_rate_limit(tmp_path: Path) -> None:
         assert c.get("/v1/logs/demo/events").status_code == 200
         with s.client(s.operator) as op:
             assert 'ironlog_rate_limited_total{tenant="demo"}' in op.get("/metrics").text
+    # The service's own output: no secrets, no event bodies.
+    assert s.output, "the server printed nothing after start-up"
+    assert "SECRET-BODY" not in s.output and s.demo[20:] not in s.output
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:

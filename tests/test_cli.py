@@ -340,3 +340,29 @@ def test_cli_works_while_another_process_appends(data: Path) -> None:
         assert writer.wait(timeout=60) == 0
     assert "ok acme/payments" in run(data, "verify", "acme/payments").stdout
     assert run(data, "query", "acme/payments", "--actor", "cli").stdout.count("\n") == 4
+
+
+def test_tenant_and_key_commands(data: Path) -> None:
+    from ironlog.auth import KeyManager
+    from ironlog.instance import Ironlog
+
+    assert "created tenant bank" in run(data, "tenant", "create", "bank").stdout
+    assert "already exists" in run(data, "tenant", "create", "bank", ok=False).stderr
+    assert "bank\tactive" in run(data, "tenant", "list").stdout
+    p = run(data, "key", "create", "bank", "--scopes", "append,read", "--name", "ingest")
+    secret = p.stdout.strip()
+    key_id = p.stderr.split("key id: ")[1].split()[0]
+    assert secret.startswith("ilk_") and key_id in secret
+    with Ironlog(data) as il:
+        principal = KeyManager(il.control).authenticate(secret)
+        assert principal.tenant == "bank" and principal.scopes == ("append", "read")
+    assert (
+        "invalid scopes" in run(data, "key", "create", "bank", "--scopes", "root", ok=False).stderr
+    )
+    assert (
+        "does not exist"
+        in run(data, "key", "create", "nobody", "--scopes", "read", ok=False).stderr
+    )
+    assert f"revoked {key_id}" in run(data, "key", "revoke", "bank", key_id).stdout
+    with Ironlog(data) as il, pytest.raises(Exception, match="revoked"):
+        KeyManager(il.control).authenticate(secret)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ironlog.entry import format_time, prepare_json, prepare_text
 from ironlog.errors import InvalidEntryError
@@ -63,3 +65,11 @@ def test_times() -> None:
     for bad in ("yesterday", "2026-13-01", "1970-01-01T00:00:00"):
         with pytest.raises(Exception, match="time"):
             parse_time(bad, now)
+
+
+@given(st.integers(0, 253402300799999999))
+def test_format_time_matches_datetime(us: int) -> None:
+    import datetime as dt
+
+    ref = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+    assert format_time(us) == ref.strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")

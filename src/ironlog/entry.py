@@ -10,7 +10,7 @@ parsers do); the stored bytes show what was kept.
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,6 @@ MAX_FIELD_CHARS = 1024
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder(order="sorted")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +43,16 @@ class PreparedEntry:
 
 def format_time(micros: int) -> str:
     """Microseconds since the epoch -> ``2026-11-24T19:25:00.123456Z``."""
-    t = _EPOCH + dt.timedelta(microseconds=micros)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    secs, frac = divmod(micros, 1_000_000)
+    t = time.gmtime(secs)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{frac:06d}Z"
+    )
 
 
 def now_us() -> int:
-    return int((dt.datetime.now(dt.UTC) - _EPOCH) / dt.timedelta(microseconds=1))
+    return time.time_ns() // 1000
 
 
 def _field(obj: dict[str, Any], name: str) -> str | None:
