@@ -517,3 +517,21 @@ def test_tls_and_two_workers_share_one_log(tmp_path: Path) -> None:
     with Ironlog(tmp_path / "data") as il:
         report = audit_log(il.log("demo", "events"))
         assert report.ok and report.size == 320
+
+
+def test_out_of_range_numbers_are_4xx(server: Server) -> None:
+    huge = "491622961511362592768"  # found by schemathesis: overflowed SQLite's integers
+    with server.client(server.demo) as c:
+        for path, params in [
+            (f"/v1/logs/demo/events/entries/{huge}", {}),
+            ("/v1/logs/demo/events/proof/inclusion", {"index": huge}),
+            ("/v1/logs/demo/events/proof/inclusion", {"index": 0, "size": huge}),
+            ("/v1/logs/demo/events/proof/consistency", {"from_size": huge}),
+            ("/v1/logs/demo/events/entries", {"from_index": huge}),
+            ("/v1/logs/demo/events/entries", {"cursor": huge}),
+            ("/v1/logs/demo/events/entries", {"since": "99999999999999999d"}),
+            (f"/logs/demo/events/tile/0/x{'9' * 3}/x{'9' * 3}/x999/x999/x999/x999/x999/999", {}),
+            (f"/logs/demo/events/tile/entries/x{'9' * 3}/x999/x999/x999/x999/x999/x999/999", {}),
+        ]:
+            r = c.get(path, params=params)
+            assert 400 <= r.status_code < 500, (path, params, r.status_code, r.text)

@@ -36,6 +36,7 @@ from ironlog.tlogproof import TlogProof
 log = logging.getLogger("ironlog.engine")
 
 MAX_BATCH_ENTRIES = 10_000
+MAX_INDEX = 1 << 62
 MAX_BATCH_BYTES = 32 << 20
 
 
@@ -466,7 +467,15 @@ class Log:
     def head(self) -> Head:
         return self.store.head()
 
+    @staticmethod
+    def _bounded(**values: int | None) -> None:
+        """Indexes and sizes must fit the store's 63-bit integers."""
+        for name, v in values.items():
+            if v is not None and not 0 <= v < MAX_INDEX:
+                raise InvalidRequestError(f"{name} must be between 0 and {MAX_INDEX - 1}")
+
     def _size(self, size: int | None) -> int:
+        self._bounded(size=size)
         current = self.store.head().size
         if size is None:
             return current
@@ -475,6 +484,7 @@ class Log:
         return size
 
     def checkpoint(self, size: int | None = None) -> str:
+        self._bounded(size=size)
         if size is None:
             head = self.store.head()
             if head.size == 0:
@@ -493,6 +503,7 @@ class Log:
         return tree_root(size, self._node)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        self._bounded(index=index)
         size = self._size(size)
         if not 0 <= index < size:
             raise InvalidRequestError(f"index {index} is not below tree size {size}")
@@ -503,6 +514,7 @@ class Log:
         return inclusion_proof(index, size, self._node)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        self._bounded(size1=size1)
         size2 = self._size(size2)
         if not 1 <= size1 <= size2:
             raise InvalidRequestError(f"need 1 <= from ({size1}) <= to ({size2})")
@@ -515,15 +527,22 @@ class Log:
         return TlogProof(index, tuple(self.inclusion_proof(index, size)), note)
 
     def entry(self, index: int) -> bytes:
+        self._bounded(index=index)
         got = self.store.entries(index, index + 1)
         if not got:
             raise NotFoundError(f"log {self.info.path} has no entry {index}")
         return got[0]
 
     def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
+        self._bounded(from_index=q.from_index, limit=q.limit)
+        for name in ("since_us", "until_us"):
+            v = getattr(q, name)
+            if v is not None and not -MAX_INDEX < v < MAX_INDEX:
+                raise InvalidRequestError(f"{name} is out of range")
         return self.store.query(q)
 
     def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
+        self._bounded(level=level, index=index)
         """Exactly the tile ``tile/<level>/<index>[.p/<width>]`` (NotFoundError if absent)."""
         data = self.store.tile(level, index)
         if data is None or len(data) < width * 32:
@@ -532,6 +551,7 @@ class Log:
         return data[: width * 32]
 
     def bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
+        self._bounded(index=index)
         start = index * TILE_WIDTH
         got = self.store.entries(start, start + width)
         if len(got) < width:
