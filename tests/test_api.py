@@ -535,3 +535,24 @@ def test_out_of_range_numbers_are_4xx(server: Server) -> None:
         ]:
             r = c.get(path, params=params)
             assert 400 <= r.status_code < 500, (path, params, r.status_code, r.text)
+
+
+def test_public_log_tiles_need_no_key(server: Server) -> None:
+    key = _tenant_with_key(server, "openco")
+    with server.client(key) as c, server.client() as anon:
+        r = c.post("/v1/tenants/openco/logs", json={"name": "pub", "public": True})
+        assert r.status_code == 201 and r.json()["public"] is True
+        c.post("/v1/tenants/openco/logs", json={"name": "priv"})
+        for name in ("pub", "priv"):
+            c.post(f"/v1/logs/openco/{name}/entries", json={"x": 1})
+        assert anon.get("/logs/openco/pub/checkpoint").status_code == 200
+        assert anon.get("/logs/openco/pub/tile/0/000.p/1").status_code == 200
+        assert len(anon.get("/logs/openco/pub/tile/entries/000.p/1").content) > 2
+        _err(anon.get("/v1/logs/openco/pub/entries"), 401)  # the API itself still needs a key
+        _err(anon.get("/logs/openco/priv/checkpoint"), 401)
+        _err(anon.get("/logs/openco/nope/checkpoint"), 401)
+        assert (
+            c.post("/v1/tenants/openco/logs/pub/public", json={"public": False}).status_code == 200
+        )
+        _err(anon.get("/logs/openco/pub/checkpoint"), 401)
+        _err(c.post("/v1/tenants/openco/logs/nope/public", json={"public": True}), 404)

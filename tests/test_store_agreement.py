@@ -211,6 +211,11 @@ def test_control_store(make_driver: DriverFactory, tmp: Path) -> None:
     assert c.get_log("t", "a") == _info("a", "interval:50")
     c.create_log(_info("b", "sync", "resource"))
     assert c.get_log("t", "b") == _info("b", "sync", "resource")
+    c.set_log_public("t", "b", True)
+    got = c.get_log("t", "b")
+    assert got is not None and got.public
+    with pytest.raises(NotFoundError):
+        c.set_log_public("t", "zz", True)
     assert [i.name for i in c.list_logs("t")] == ["a", "b"]
     c.set_setting("k", "v")
     assert c.get_setting("k") == "v" and c.get_setting("x") is None

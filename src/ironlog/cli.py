@@ -111,14 +111,22 @@ def log_group() -> None:
     "Received time is always indexed; other fields are still queryable (by scan). Indexes on "
     "many-valued fields (actor, resource) slow appends more as the log grows.",
 )
+@click.option(
+    "--public", is_flag=True, help="Serve the log's tlog-tiles and checkpoint without an API key."
+)
 @click.pass_context
 @_errors
-def log_create(ctx: click.Context, path: str, durability: str, index: str) -> None:
+def log_create(ctx: click.Context, path: str, durability: str, index: str, public: bool) -> None:
     """Create TENANT/LOG (and the tenant, if it does not exist yet)."""
     tenant, _, name = _split(path)
     il = _open(ctx)
     info = il.create_log(
-        tenant, name, Durability.parse(durability), create_tenant=True, indexes=parse_indexes(index)
+        tenant,
+        name,
+        Durability.parse(durability),
+        create_tenant=True,
+        indexes=parse_indexes(index),
+        public=public,
     )
     lg = il.log(tenant, name)
     click.echo(f"created log {info.path}")

@@ -109,6 +109,7 @@ class Ironlog:
         *,
         create_tenant: bool = False,
         indexes: tuple[str, ...] = DEFAULT_INDEXES,
+        public: bool = False,
     ) -> LogInfo:
         check_name("tenant", tenant)
         check_name("log", name)
@@ -121,6 +122,7 @@ class Ironlog:
             durability=durability or Durability(),
             created_us=now_us(),
             indexes=indexes,
+            public=public,
         )
         self.control.create_log(info)
         self.driver.open_log(info).close()  # create its database now

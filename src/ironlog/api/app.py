@@ -120,6 +120,11 @@ class LogIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     durability: str = "sync"
     indexes: str = "none"
+    public: bool = False
+
+
+class PublicIn(msgspec.Struct, forbid_unknown_fields=True):
+    public: bool
 
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -180,6 +185,7 @@ def _log_json(lg: Any) -> dict[str, Any]:
         "size": head.size,
         "durability": str(info.durability),
         "indexes": list(info.indexes),
+        "public": bool(lg.info.public),
         "healthy": lg.unhealthy is None,
         "unhealthy_reason": lg.unhealthy,
     }
@@ -192,9 +198,22 @@ async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[b
     data = parse_body(body, LogIn)
     il = state(request).il
     il.create_log(
-        tenant, data.name, Durability.parse(data.durability), indexes=parse_indexes(data.indexes)
+        tenant,
+        data.name,
+        Durability.parse(data.durability),
+        indexes=parse_indexes(data.indexes),
+        public=data.public,
     )
     return json_response(_log_json(il.log(tenant, data.name)), 201)
+
+
+@post("/v1/tenants/{tenant:str}/logs/{name:str}/public")
+async def set_public(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    body = await request.body()
+    principal(request).require("admin", tenant)
+    data = parse_body(body, PublicIn)
+    state(request).il.control.set_log_public(tenant, name, data.public)
+    return json_response({"log": f"{tenant}/{name}", "public": data.public})
 
 
 @get("/v1/tenants/{tenant:str}/logs", sync_to_thread=True)
@@ -430,6 +449,7 @@ def create_app(
             disable_tenant,
             enable_tenant,
             create_log,
+            set_public,
             list_logs,
             create_key,
             list_keys,

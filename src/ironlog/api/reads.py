@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get
 
 from ironlog.api.codec import json_response
-from ironlog.api.deps import resolve_log
+from ironlog.api.deps import resolve_log, state
 from ironlog.engine import Log
 from ironlog.errors import FormatError, NotFoundError
 from ironlog.note import b64encode
@@ -19,6 +19,16 @@ SHORT = "no-cache, max-age=0"
 
 def _log(request: Request[Any, Any, Any], tenant: str, name: str) -> Log:
     return resolve_log(request, tenant, name, "read")
+
+
+def _tiles_log(request: Request[Any, Any, Any], tenant: str, name: str) -> Log:
+    """tlog-tiles of a public log need no key; the flag is read fresh each
+    time, so every worker agrees as soon as it changes."""
+    il = state(request).il
+    info = il.control.get_log(tenant, name)
+    if info is not None and info.public:
+        return il.log(tenant, name)
+    return _log(request, tenant, name)
 
 
 @get("/v1/logs/{tenant:str}/{name:str}/proof/consistency", sync_to_thread=True)
@@ -45,7 +55,7 @@ def consistency(
 
 @get("/logs/{tenant:str}/{name:str}/checkpoint", sync_to_thread=True)
 def tiles_checkpoint(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
-    lg = _log(request, tenant, name)
+    lg = _tiles_log(request, tenant, name)
     return Response(
         lg.checkpoint().encode(),
         media_type="text/plain; charset=utf-8",
@@ -55,7 +65,7 @@ def tiles_checkpoint(request: Request[Any, Any, Any], tenant: str, name: str) ->
 
 @get("/logs/{tenant:str}/{name:str}/tile/{rest:path}", sync_to_thread=True)
 def tile(request: Request[Any, Any, Any], tenant: str, name: str, rest: str) -> Response[bytes]:
-    lg = _log(request, tenant, name)
+    lg = _tiles_log(request, tenant, name)
     try:
         ref = parse_tile_path("tile/" + rest.lstrip("/"))
     except FormatError as e:

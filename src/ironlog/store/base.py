@@ -103,6 +103,7 @@ class LogInfo:
     durability: Durability
     created_us: int
     indexes: tuple[str, ...] = DEFAULT_INDEXES
+    public: bool = False  # tlog-tiles and checkpoint readable without a key
 
     @property
     def path(self) -> str:
@@ -249,6 +250,10 @@ class ControlStore(ABC):
 
     @abstractmethod
     def get_log(self, tenant: str, name: str) -> LogInfo | None: ...
+
+    @abstractmethod
+    def set_log_public(self, tenant: str, name: str, public: bool) -> None:
+        """NotFoundError if the log does not exist."""
 
     @abstractmethod
     def list_logs(self, tenant: str | None = None) -> list[LogInfo]: ...

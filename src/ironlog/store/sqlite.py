@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS logs(
     tenant TEXT NOT NULL REFERENCES tenants(name), name TEXT NOT NULL,
     origin TEXT NOT NULL UNIQUE, durability TEXT NOT NULL, created_us INTEGER NOT NULL,
     indexes TEXT NOT NULL DEFAULT '',
+    public INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(tenant, name)
 );
 CREATE TABLE IF NOT EXISTS api_keys(
@@ -479,7 +480,7 @@ class SqliteControlStore(ControlStore):
             raise NotFoundError(f"tenant {info.tenant!r} does not exist")
         try:
             self._exec(
-                "INSERT INTO logs VALUES (?,?,?,?,?,?)",
+                "INSERT INTO logs VALUES (?,?,?,?,?,?,?)",
                 (
                     info.tenant,
                     info.name,
@@ -487,6 +488,7 @@ class SqliteControlStore(ControlStore):
                     str(info.durability),
                     info.created_us,
                     ",".join(info.indexes),
+                    int(info.public),
                 ),
             )
         except ConflictError as e:
@@ -495,12 +497,25 @@ class SqliteControlStore(ControlStore):
     @staticmethod
     def _log(row: Any) -> LogInfo:
         return LogInfo(
-            row[0], row[1], row[2], Durability.parse(row[3]), row[4], parse_indexes(row[5])
+            row[0],
+            row[1],
+            row[2],
+            Durability.parse(row[3]),
+            row[4],
+            parse_indexes(row[5]),
+            bool(row[6]),
         )
 
     def get_log(self, tenant: str, name: str) -> LogInfo | None:
         row = self._one("SELECT * FROM logs WHERE tenant=? AND name=?", (tenant, name))
         return self._log(row) if row else None
+
+    def set_log_public(self, tenant: str, name: str, public: bool) -> None:
+        if self.get_log(tenant, name) is None:
+            raise NotFoundError(f"log {tenant}/{name} does not exist")
+        self._exec(
+            "UPDATE logs SET public=? WHERE tenant=? AND name=?", (int(public), tenant, name)
+        )
 
     def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
         if tenant is None:
