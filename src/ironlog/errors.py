@@ -4,6 +4,8 @@
     ├── FormatError                   malformed wire data (note, checkpoint, proof, key, tile)
     ├── VerificationError             well-formed data that does not verify
     │   └── ConsistencyError          two checkpoints that cannot both be true
+    │       ├── ForkError                 two different trees for what should be one history
+    │       └── RollbackError             a log showed a smaller tree than one already trusted
     ├── InvalidEntryError             an event that cannot be stored (not JSON, too big, ...)
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
@@ -13,6 +15,7 @@
     ├── ConflictError                 the thing already exists
     ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
     │   └── IntegrityError            stored data does not match its signed checkpoint
+    ├── UnreachableError              (client side) the service could not be reached
     └── ConfigurationError            missing master key, bad data directory, ...
 
 Errors of the libraries underneath (sqlite3, cryptography, msgspec, binascii)
@@ -39,6 +42,14 @@ class VerificationError(IronlogError):
 
 class ConsistencyError(VerificationError):
     code = "inconsistent"
+
+
+class ForkError(ConsistencyError):
+    code = "fork"
+
+
+class RollbackError(ConsistencyError):
+    code = "rollback"
 
 
 class InvalidEntryError(IronlogError):
@@ -81,6 +92,10 @@ class IntegrityError(LogUnavailableError):
     code = "integrity_failure"
 
 
+class UnreachableError(IronlogError):
+    code = "unreachable"
+
+
 class ConfigurationError(IronlogError):
     code = "configuration"
 
@@ -99,8 +114,20 @@ HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (RateLimitedError, 429),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (UnreachableError, 503),
     (ConfigurationError, 500),
 )
+
+
+def error_classes() -> dict[str, type[IronlogError]]:
+    """Error code -> class, for clients turning an HTTP error body back into an error."""
+    out: dict[str, type[IronlogError]] = {}
+    stack: list[type[IronlogError]] = [IronlogError]
+    while stack:
+        cls = stack.pop()
+        out.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return out
 
 
 def http_status(exc: IronlogError) -> int:

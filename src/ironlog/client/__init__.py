@@ -1,0 +1,49 @@
+"""The ironlog Python SDK.
+
+``ironlog.client.trust`` (verification and trusted state) needs only the pure
+core: ``pip install ironlog``.  ``Client``, ``AsyncClient``, ``LogHandler`` and
+``StructlogProcessor`` need httpx: ``pip install 'ironlog[client]'``.  They are
+imported lazily so that the verifying parts work without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ironlog.client.trust import LogTrust, TrustStore, verify_entry
+
+if TYPE_CHECKING:
+    from ironlog.client.handler import LogHandler, StructlogProcessor
+    from ironlog.client.http import AsyncClient, BatchResult, Client, Entry, Receipt
+
+_LAZY = {
+    "Client": "ironlog.client.http",
+    "AsyncClient": "ironlog.client.http",
+    "Receipt": "ironlog.client.http",
+    "BatchResult": "ironlog.client.http",
+    "Entry": "ironlog.client.http",
+    "LogHandler": "ironlog.client.handler",
+    "StructlogProcessor": "ironlog.client.handler",
+}
+
+__all__ = [
+    "AsyncClient",
+    "BatchResult",
+    "Client",
+    "Entry",
+    "LogHandler",
+    "LogTrust",
+    "Receipt",
+    "StructlogProcessor",
+    "TrustStore",
+    "verify_entry",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ironlog.client' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

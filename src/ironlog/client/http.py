@@ -1,0 +1,425 @@
+"""``Client`` and ``AsyncClient``: the ironlog HTTP API from Python, verified.
+
+Nothing the server says is taken on trust: every checkpoint is checked
+against the log's pinned verifier key and against the last checkpoint this
+client verified (consistency proofs are fetched as needed, see
+:mod:`ironlog.client.trust`), every receipt and fetched entry against its
+inclusion proof.
+
+    from ironlog.client import Client
+    with Client("http://127.0.0.1:8080", "ilk_...", state_file="trust.json",
+                vkeys={"acme/payments": "ironlog.localhost/acme+1234abcd+AbC..."}) as c:
+        r = c.append("acme/payments", {"actor": "alice", "action": "login"})
+        for e in c.query("acme/payments", actor="alice"):
+            ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ironlog.client.trust import LogTrust, ProofNeeded, TrustStore, decode_hashes, verify_entry
+from ironlog.errors import (
+    FormatError,
+    InvalidRequestError,
+    IronlogError,
+    UnreachableError,
+    error_classes,
+)
+from ironlog.note import SignedCheckpoint, b64decode
+
+_ERRORS = error_classes()
+QUERY_FILTERS = ("since", "until", "actor", "action", "resource", "outcome")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A verified receipt: ``entry`` (exact stored bytes) is leaf ``index`` of ``checkpoint``."""
+
+    log: str
+    index: int
+    entry: bytes
+    leaf_hash: bytes
+    inclusion_proof: tuple[bytes, ...]
+    checkpoint: SignedCheckpoint
+
+    @property
+    def event(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.entry)
+        return out
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A verified batch: ``count`` entries from ``first_index``, under ``checkpoint``."""
+
+    log: str
+    first_index: int
+    count: int
+    checkpoint: SignedCheckpoint
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    entry: bytes
+
+    @property
+    def event(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.entry)
+        return out
+
+
+def raise_for(resp: httpx.Response) -> None:
+    """Turn an error response into the ironlog error its code names."""
+    if resp.status_code < 400:
+        return
+    code, message = "error", resp.text[:500]
+    try:
+        err = resp.json()["error"]
+        code, message = str(err["code"]), str(err["message"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    cls = _ERRORS.get(code, IronlogError)
+    exc = cls(f"HTTP {resp.status_code}: {message}")
+    exc.status = resp.status_code  # type: ignore[attr-defined]
+    raise exc
+
+
+def _split(log: str) -> str:
+    tenant, sep, name = log.partition("/")
+    if not sep or not tenant or not name or "/" in name:
+        raise InvalidRequestError(f"a log is named TENANT/LOG, not {log!r}")
+    return f"/v1/logs/{tenant}/{name}"
+
+
+def _json(resp: httpx.Response) -> dict[str, Any]:
+    raise_for(resp)
+    try:
+        out = resp.json()
+    except ValueError as e:
+        raise FormatError("the server answered with invalid JSON") from e
+    if not isinstance(out, dict):
+        raise FormatError("the server answered with an unexpected JSON value")
+    return out
+
+
+def _ndjson(events: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(
+        json.dumps(dict(e), separators=(",", ":"), default=str).encode() + b"\n" for e in events
+    )
+
+
+class _Core:
+    """What both clients share: requests, trust and verification (no I/O)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        state_file: Path | str | None,
+        vkeys: Mapping[str, str] | None,
+        trust_on_first_use: bool,
+    ) -> None:
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.store = TrustStore(state_file)
+        self.vkeys = dict(vkeys or {})
+        self.tofu = trust_on_first_use
+        self._trust: dict[str, LogTrust] = {}
+
+    def trust(self, log: str) -> LogTrust:
+        t = self._trust.get(log)
+        if t is None:
+            t = self._trust[log] = LogTrust(log, self.store, self.vkeys.get(log))
+        return t
+
+    def needs_pin(self, log: str) -> bool:
+        return self.trust(log).verifier is None and self.tofu
+
+    def pin_from_info(self, log: str, info: dict[str, Any]) -> None:
+        self.trust(log).pin(str(info["vkey"]))
+
+    def receipt(self, log: str, body: dict[str, Any]) -> tuple[Receipt, SignedCheckpoint]:
+        try:
+            cp = self.trust(log).open(str(body["checkpoint"]))
+            entry = str(body["entry"]).encode()
+            index = int(body["index"])
+            proof = decode_hashes(body["inclusion_proof"], "inclusion proof")
+            leaf = b64decode(str(body["leaf_hash"]), "leaf hash") if "leaf_hash" in body else None
+        except (KeyError, ValueError, TypeError) as e:
+            raise FormatError(f"malformed receipt from the server: {e!r}") from e
+        verify_entry(cp, index, entry, proof, leaf)
+        return Receipt(log, index, entry, leaf or b"", tuple(proof), cp), cp
+
+    @staticmethod
+    def proof_params(need: ProofNeeded) -> dict[str, int]:
+        return {"from_size": need.size1, "to_size": need.size2}
+
+    @staticmethod
+    def query_params(from_index: int, limit: int, filters: Mapping[str, Any]) -> dict[str, Any]:
+        bad = sorted(set(filters) - set(QUERY_FILTERS))
+        if bad:
+            raise InvalidRequestError(f"unknown query filter(s): {', '.join(bad)}")
+        params = {k: v for k, v in filters.items() if v is not None}
+        params.update(from_index=from_index, limit=limit)
+        return params
+
+
+class Client:
+    """Synchronous, verifying client.  ``vkeys`` pins each log's verifier key
+    (``tenant/log`` -> vkey); ``trust_on_first_use`` pins the key the server
+    reports the first time a log is used and keeps it in ``state_file``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        state_file: Path | str | None = None,
+        vkeys: Mapping[str, str] | None = None,
+        trust_on_first_use: bool = False,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._core = _Core(api_key, state_file, vkeys, trust_on_first_use)
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=self._core.headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kw)
+        except httpx.HTTPError as e:
+            raise UnreachableError(f"{method} {path}: {type(e).__name__}: {e}") from e
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return _json(self._request("GET", path, params=params))
+
+    def _prepare(self, log: str) -> LogTrust:
+        if self._core.needs_pin(log):
+            self._core.pin_from_info(log, self.log_info(log))
+        return self._core.trust(log)
+
+    def _check(self, log: str, cp: SignedCheckpoint, latest: bool = False) -> SignedCheckpoint:
+        trust = self._core.trust(log)
+        while True:
+            need = trust.needs(cp, latest)
+            proof = None
+            if need is not None:
+                body = self._get(f"{_split(log)}/proof/consistency", self._core.proof_params(need))
+                proof = decode_hashes(body.get("proof"), "consistency proof")
+            if trust.accept(cp, need, proof):
+                return cp
+
+    # -- API -----------------------------------------------------------------
+    def log_info(self, log: str) -> dict[str, Any]:
+        return self._get(_split(log))
+
+    def checkpoint(self, log: str) -> SignedCheckpoint:
+        """The log's latest checkpoint, verified and consistent with the trusted one."""
+        trust = self._prepare(log)
+        resp = self._request("GET", f"{_split(log)}/checkpoint")
+        raise_for(resp)
+        return self._check(log, trust.open(resp.text), latest=True)
+
+    def append(
+        self, log: str, event: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Receipt:
+        self._prepare(log)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = _json(self._request("POST", f"{_split(log)}/entries", json=event, headers=headers))
+        receipt, cp = self._core.receipt(log, body)
+        self._check(log, cp)
+        return receipt
+
+    def append_many(
+        self,
+        log: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """One all-or-nothing batch (NDJSON)."""
+        trust = self._prepare(log)
+        headers = {"Content-Type": "application/x-ndjson"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        body = _json(
+            self._request(
+                "POST", f"{_split(log)}/entries", content=_ndjson(events), headers=headers
+            )
+        )
+        cp = self._check(log, trust.open(str(body["checkpoint"])))
+        return BatchResult(log, int(body["first_index"]), int(body["count"]), cp)
+
+    def entry(self, log: str, index: int, size: int | None = None) -> Receipt:
+        """One entry with its inclusion proof, verified."""
+        self._prepare(log)
+        params = {"size": size} if size is not None else None
+        receipt, cp = self._core.receipt(log, self._get(f"{_split(log)}/entries/{index}", params))
+        self._check(log, cp)
+        return receipt
+
+    def query(
+        self, log: str, *, from_index: int = 0, page_size: int = 100, **filters: Any
+    ) -> Iterator[Entry]:
+        """Every matching entry from ``from_index`` on, following cursors.
+        Filters: since, until, actor, action, resource, outcome."""
+        params = self._core.query_params(from_index, page_size, filters)
+        while True:
+            body = self._get(f"{_split(log)}/entries", params)
+            for e in body["entries"]:
+                yield Entry(int(e["index"]), str(e["entry"]).encode())
+            if body.get("next_cursor") is None:
+                return
+            params["from_index"] = int(body["next_cursor"])
+
+    def consistency_proof(self, log: str, size1: int, size2: int) -> list[bytes]:
+        body = self._get(f"{_split(log)}/proof/consistency", {"from_size": size1, "to_size": size2})
+        return decode_hashes(body.get("proof"), "consistency proof")
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client` (same arguments, awaitable methods)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        state_file: Path | str | None = None,
+        vkeys: Mapping[str, str] | None = None,
+        trust_on_first_use: bool = False,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._core = _Core(api_key, state_file, vkeys, trust_on_first_use)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=self._core.headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kw)
+        except httpx.HTTPError as e:
+            raise UnreachableError(f"{method} {path}: {type(e).__name__}: {e}") from e
+
+    async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return _json(await self._request("GET", path, params=params))
+
+    async def _prepare(self, log: str) -> LogTrust:
+        if self._core.needs_pin(log):
+            self._core.pin_from_info(log, await self.log_info(log))
+        return self._core.trust(log)
+
+    async def _check(self, log: str, cp: SignedCheckpoint, latest: bool = False) -> None:
+        trust = self._core.trust(log)
+        while True:
+            need = trust.needs(cp, latest)
+            proof = None
+            if need is not None:
+                body = await self._get(
+                    f"{_split(log)}/proof/consistency", self._core.proof_params(need)
+                )
+                proof = decode_hashes(body.get("proof"), "consistency proof")
+            if trust.accept(cp, need, proof):
+                return
+
+    async def log_info(self, log: str) -> dict[str, Any]:
+        return await self._get(_split(log))
+
+    async def checkpoint(self, log: str) -> SignedCheckpoint:
+        trust = await self._prepare(log)
+        resp = await self._request("GET", f"{_split(log)}/checkpoint")
+        raise_for(resp)
+        cp = trust.open(resp.text)
+        await self._check(log, cp, latest=True)
+        return cp
+
+    async def append(
+        self, log: str, event: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Receipt:
+        await self._prepare(log)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        resp = await self._request("POST", f"{_split(log)}/entries", json=event, headers=headers)
+        receipt, cp = self._core.receipt(log, _json(resp))
+        await self._check(log, cp)
+        return receipt
+
+    async def append_many(
+        self,
+        log: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        trust = await self._prepare(log)
+        headers = {"Content-Type": "application/x-ndjson"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        resp = await self._request(
+            "POST", f"{_split(log)}/entries", content=_ndjson(events), headers=headers
+        )
+        body = _json(resp)
+        cp = trust.open(str(body["checkpoint"]))
+        await self._check(log, cp)
+        return BatchResult(log, int(body["first_index"]), int(body["count"]), cp)
+
+    async def entry(self, log: str, index: int, size: int | None = None) -> Receipt:
+        await self._prepare(log)
+        params = {"size": size} if size is not None else None
+        body = await self._get(f"{_split(log)}/entries/{index}", params)
+        receipt, cp = self._core.receipt(log, body)
+        await self._check(log, cp)
+        return receipt
+
+    async def query(
+        self, log: str, *, from_index: int = 0, page_size: int = 100, **filters: Any
+    ) -> AsyncIterator[Entry]:
+        params = self._core.query_params(from_index, page_size, filters)
+        while True:
+            body = await self._get(f"{_split(log)}/entries", params)
+            for e in body["entries"]:
+                yield Entry(int(e["index"]), str(e["entry"]).encode())
+            if body.get("next_cursor") is None:
+                return
+            params["from_index"] = int(body["next_cursor"])
+
+    async def consistency_proof(self, log: str, size1: int, size2: int) -> list[bytes]:
+        body = await self._get(
+            f"{_split(log)}/proof/consistency", {"from_size": size1, "to_size": size2}
+        )
+        return decode_hashes(body.get("proof"), "consistency proof")
