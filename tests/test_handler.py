@@ -1,0 +1,123 @@
+"""The logging handler and structlog processor against a real server that stops
+and comes back: every record arrives exactly once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import structlog
+
+from ironlog.client import Client, LogHandler, StructlogProcessor
+from tests.server import run_server
+from tests.test_client import tenant_log
+
+
+def _seqs(url: str, key: str, log: str) -> list[int]:
+    with Client(url, key, trust_on_first_use=True) as c:
+        return [int(e.event["seq"]) for e in c.query(log, page_size=1000)]
+
+
+def test_handler_survives_a_server_outage_exactly_once(tmp_path: Path) -> None:
+    data, spool = tmp_path / "data", tmp_path / "h.spool"
+    logger = logging.getLogger("ironlog.test.handler")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    with run_server(data) as s:
+        key = tenant_log(s, "h")
+        port = int(s.url.rsplit(":", 1)[1])
+        handler = LogHandler(
+            s.url, key, "h/app", spool_path=spool, flush_interval=0.05, batch_size=40, timeout=2
+        )
+        logger.addHandler(handler)
+        for i in range(300):
+            logger.info("record %d", i, extra={"seq": i, "actor": "svc"})
+        assert handler.shipper.flush(10)
+        for i in range(300, 400):  # some of these are in flight when the server stops
+            logger.info("record %d", i, extra={"seq": i})
+    try:
+        for i in range(400, 700):
+            logger.info("record %d", i, extra={"seq": i})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed", extra={"seq": 700})
+        assert not handler.shipper.flush(3)  # unreachable: kept in the spool
+        assert spool.stat().st_size > 0 and handler.shipper.spooled >= 300
+        with run_server(data, port=port) as s2:
+            for i in range(701, 800):
+                logger.info("record %d", i, extra={"seq": i})
+            handler.close()  # flushes, replaying the spool
+            seqs = _seqs(s2.url, key, "h/app")
+            assert sorted(seqs) == list(range(800))  # all of them, none twice
+            assert seqs[:300] == list(range(300))  # in order while the server was up
+            with Client(s2.url, key, trust_on_first_use=True) as c:
+                events = {e.event["seq"]: e.event for e in c.query("h/app", page_size=1000)}
+            assert events[5]["message"] == "record 5" and events[5]["actor"] == "svc"
+            assert events[5]["level"] == "INFO" and events[5]["logger"] == "ironlog.test.handler"
+            assert "ValueError: boom" in events[700]["exception"]
+            assert spool.stat().st_size == 0
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_spool_replays_in_a_new_process_without_duplicates(tmp_path: Path) -> None:
+    """Records spooled while the service was down are sent by the next handler
+    using that spool, under their original idempotency keys."""
+    data, spool = tmp_path / "data", tmp_path / "p.spool"
+    with run_server(data) as s:
+        key = tenant_log(s, "p")
+        port = int(s.url.rsplit(":", 1)[1])
+    first = LogHandler(f"http://127.0.0.1:{port}", key, "p/app", spool_path=spool, timeout=1)
+    log = logging.getLogger("ironlog.test.spool")
+    log.propagate = False
+    log.addHandler(first)
+    for i in range(50):
+        log.warning("r", extra={"seq": i})
+    log.removeHandler(first)
+    first.close()  # cannot reach the service: everything stays in the spool
+    spooled = spool.read_text()
+    assert spooled.count("\n") >= 1
+    with run_server(data, port=port) as s:
+        # Replay the same spool twice (as if the first answer had been lost).
+        copy = tmp_path / "copy.spool"
+        copy.write_text(spooled)
+        for path in (spool, copy):
+            h = LogHandler(s.url, key, "p/app", spool_path=path, timeout=5)
+            assert h.shipper.flush(10)
+            h.close()
+        assert sorted(_seqs(s.url, key, "p/app")) == list(range(50))
+
+
+def test_structlog_processor(tmp_path: Path) -> None:
+    with run_server(tmp_path / "data") as s:
+        key = tenant_log(s, "st")
+        proc = StructlogProcessor(s.url, key, "st/app", spool_path=tmp_path / "s.spool")
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                proc,
+                structlog.processors.KeyValueRenderer(),
+            ],
+            logger_factory=structlog.ReturnLoggerFactory(),
+            cache_logger_on_first_use=False,
+        )
+        try:
+            slog = structlog.get_logger()
+            out = slog.info("payment", seq=0, actor="alice", amount=12.5, source="x")
+            assert "payment" in out  # passed on down the chain
+            for i in range(1, 20):
+                slog.warning("retry", seq=i)
+            assert proc.flush(10)
+        finally:
+            structlog.reset_defaults()
+            proc.close()
+        with Client(s.url, key, trust_on_first_use=True) as c:
+            evs = [e.event for e in c.query("st/app")]
+        assert [e["seq"] for e in evs] == list(range(20))
+        assert evs[0]["message"] == "payment" and evs[0]["level"] == "info"
+        assert evs[0]["actor"] == "alice" and evs[0]["x_source"] == "x"
+        assert evs[0]["source"] == "http"
+        assert httpx.get(s.url + "/healthz").status_code == 200
