@@ -51,6 +51,7 @@ class Principal:
     key_id: str
     tenant: str | None
     scopes: tuple[str, ...]
+    log: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -90,12 +91,16 @@ class KeyManager:
         scopes: tuple[str, ...],
         name: str = "",
         expires_in_s: int | None = None,
+        log: str | None = None,
     ) -> tuple[str, ApiKeyRecord]:
-        """A new key; returns the secret (shown once) and the stored record."""
+        """A new key; returns the secret (shown once) and the stored record.
+        ``log`` (a log of the tenant) is where OTLP requests with it write."""
         if tenant is not None:
             rec = self.control.get_tenant(tenant)
             if rec is None:
                 raise NotFoundError(f"tenant {tenant!r} does not exist")
+        if log is not None and (tenant is None or self.control.get_log(tenant, log) is None):
+            raise NotFoundError(f"log {tenant}/{log} does not exist")
         if len(name) > 200:
             raise InvalidRequestError("key name is longer than 200 characters")
         now = now_us()
@@ -106,7 +111,7 @@ class KeyManager:
             expires = now + expires_in_s * 1_000_000
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        record = ApiKeyRecord(key_id, tenant, scopes, _hash(secret), now, name, expires)
+        record = ApiKeyRecord(key_id, tenant, scopes, _hash(secret), now, name, expires, None, log)
         self.control.create_api_key(record)
         return f"{PREFIX}{key_id}_{secret}", record
 
@@ -144,7 +149,7 @@ class KeyManager:
             tenant = self.control.get_tenant(rec.tenant)
             if tenant is None or tenant.disabled:
                 raise AuthenticationError("the key's tenant is disabled")
-        return Principal(rec.key_id, rec.tenant, rec.scopes), rec.expires_us
+        return Principal(rec.key_id, rec.tenant, rec.scopes, rec.log), rec.expires_us
 
     def get(self, key_id: str, tenant: str | None) -> ApiKeyRecord:
         rec = self.control.get_api_key(key_id)
@@ -160,7 +165,7 @@ class KeyManager:
         old = self.get(key_id, tenant)
         if old.revoked_us is not None:
             raise InvalidRequestError(f"API key {key_id!r} is revoked")
-        secret, new = self.create(tenant, old.scopes, old.name)
+        secret, new = self.create(tenant, old.scopes, old.name, log=old.log)
         if old_expires_in_s is not None:
             if not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
                 raise InvalidRequestError("old_expires_in must be between 0 and 10 years")

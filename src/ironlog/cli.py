@@ -469,14 +469,20 @@ def key_group() -> None:
 @click.option("--scopes", required=True, help="Comma-separated: append, read, admin.")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
+@click.option("--log", "log_name", help="The tenant's log that OTLP requests with this key write.")
 @click.pass_context
 @_errors
 def key_create(
-    ctx: click.Context, tenant: str, scopes: str, name: str, expires_in: int | None
+    ctx: click.Context,
+    tenant: str,
+    scopes: str,
+    name: str,
+    expires_in: int | None,
+    log_name: str | None,
 ) -> None:
     """Create an API key for TENANT; the secret is printed once."""
     secret, rec = KeyManager(_open(ctx).control).create(
-        tenant, parse_scopes(scopes), name, expires_in
+        tenant, parse_scopes(scopes), name, expires_in, log_name
     )
     click.echo(f"key id: {rec.key_id}  scopes: {','.join(rec.scopes)}", err=True)
     click.echo(secret)

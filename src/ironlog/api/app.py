@@ -30,6 +30,7 @@ from ironlog.api.codec import (
 )
 from ironlog.api.deps import State, principal, resolve_log, state
 from ironlog.api.metrics import Metrics
+from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
 from ironlog.auth import parse_scopes
@@ -131,6 +132,7 @@ class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
     scopes: str
     name: str = ""
     expires_in: int | None = None
+    log: str | None = None  # where OTLP requests with this key write
 
 
 class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -233,7 +235,7 @@ async def create_key(request: Request[Any, Any, Any], tenant: str) -> Response[b
     principal(request).require("admin", tenant)
     data = parse_body(body, KeyIn)
     secret, rec = state(request).keys.create(
-        tenant, parse_scopes(data.scopes), data.name, data.expires_in
+        tenant, parse_scopes(data.scopes), data.name, data.expires_in, data.log
     )
     return json_response({"key": secret, **key_json(rec)}, 201)
 
@@ -464,6 +466,7 @@ def create_app(
             integrity_report,
             integrity_clear,
             metrics,
+            otlp_logs,
             *READ_HANDLERS,
         ],
         on_startup=[startup],

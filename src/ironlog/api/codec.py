@@ -62,4 +62,5 @@ def key_json(k: ApiKeyRecord) -> dict[str, Any]:
         "created_us": k.created_us,
         "expires_us": k.expires_us,
         "revoked_us": k.revoked_us,
+        "log": k.log,
     }

@@ -93,6 +93,7 @@ class ApiKeyRecord:
     name: str = ""
     expires_us: int | None = None
     revoked_us: int | None = None
+    log: str | None = None  # the log OTLP requests with this key write to
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS logs(
 CREATE TABLE IF NOT EXISTS api_keys(
     key_id TEXT PRIMARY KEY, tenant TEXT REFERENCES tenants(name), scopes TEXT NOT NULL,
     secret_hash BLOB NOT NULL, created_us INTEGER NOT NULL, name TEXT NOT NULL DEFAULT '',
-    expires_us INTEGER, revoked_us INTEGER
+    expires_us INTEGER, revoked_us INTEGER, log TEXT
 );
 """
 
@@ -423,6 +423,9 @@ class SqliteControlStore(ControlStore):
         with _translated("open control database"):
             self._con = _connect(path)
             self._con.executescript(_CONTROL_SCHEMA)
+            cols = {r[1] for r in self._con.execute("PRAGMA table_info(api_keys)")}
+            if "log" not in cols:  # data directories from before keys had a log
+                self._con.execute("ALTER TABLE api_keys ADD COLUMN log TEXT")
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         with self._lock, _translated("control database"):
@@ -531,7 +534,7 @@ class SqliteControlStore(ControlStore):
 
     def create_api_key(self, record: ApiKeyRecord) -> None:
         self._exec(
-            "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO api_keys VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 record.key_id,
                 record.tenant,
@@ -541,6 +544,7 @@ class SqliteControlStore(ControlStore):
                 record.name,
                 record.expires_us,
                 record.revoked_us,
+                record.log,
             ),
         )
 
@@ -555,6 +559,7 @@ class SqliteControlStore(ControlStore):
             row[5],
             row[6],
             row[7],
+            row[8],
         )
 
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
