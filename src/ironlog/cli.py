@@ -523,7 +523,16 @@ def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval.  Options given here win.",
+    "rate_burst, verify_interval, full_verify_interval, and [[listen]] tables.  "
+    "Options given here win.",
+)
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    metavar="KIND:HOST:PORT=TENANT/LOG",
+    help="Also receive events on a socket (repeatable).  KIND: syslog-udp, syslog-tcp, "
+    "syslog-tls (uses --tls-cert/--tls-key), ndjson-tcp.",
 )
 @click.pass_context
 @_errors
@@ -536,6 +545,7 @@ def serve(
     tls_key: str | None,
     rate_limit: float | None,
     config: Path | None,
+    listen: tuple[str, ...],
 ) -> None:
     """Run the HTTP API (initialises the data directory on first start)."""
     from ironlog.server import ServeConfig, first_start, run
@@ -554,7 +564,10 @@ def serve(
             setattr(cfg, name, value)
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    cfg.add_listeners(listen)
     for line in first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert)):
+        click.echo(line)
+    for line in cfg.check_listeners(data):
         click.echo(line)
     run(data, cfg)
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tomllib
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ironlog.auth import OPERATOR_SCOPE, KeyManager
 from ironlog.errors import ConfigurationError
 from ironlog.instance import Ironlog, init_data_dir
+from ironlog.listeners import ListenSpec, check_bindable
 
 
 def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator[str]:
@@ -57,6 +59,7 @@ class ServeConfig:
     rate_burst: float | None = None
     verify_interval: float = 10.0
     full_verify_interval: float = 3600.0
+    listen: list[ListenSpec] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> ServeConfig:
@@ -82,6 +85,10 @@ class ServeConfig:
         unknown = sorted(set(raw) - set(known))
         if unknown:
             raise ConfigurationError(f"config {path}: unknown settings {', '.join(unknown)}")
+        listen = raw.pop("listen", [])
+        if not isinstance(listen, list) or not all(isinstance(x, dict) for x in listen):
+            raise ConfigurationError(f"config {path}: listen must be [[listen]] tables")
+        cfg.listen = [ListenSpec.from_dict(dict(x)) for x in listen]
         for key, value in raw.items():
             default = getattr(cls(), key)
             kind = type(default) if default is not None else (float if key == "rate_burst" else str)
@@ -91,6 +98,21 @@ class ServeConfig:
                 raise ConfigurationError(f"config {path}: {key} must be {kind.__name__}")
             setattr(cfg, key, value)
         return cfg
+
+    def add_listeners(self, specs: Iterable[str]) -> None:
+        """``--listen`` values; syslog-tls ones use the server's certificate."""
+        tls = {"cert": self.tls_cert, "key": self.tls_key} if self.tls_cert else {}
+        for text in specs:
+            extra = tls if text.startswith("syslog-tls:") else {}
+            self.listen.append(ListenSpec.parse(text, **extra))
+
+    def check_listeners(self, data: Path) -> Iterator[str]:
+        """Each listener's log must exist and its address be free; say where it listens."""
+        with Ironlog(data) as il:
+            for spec in self.listen:
+                il.log_info(*spec.tenant_log)
+                check_bindable(spec)
+                yield f"listening: {spec.name} -> {spec.log}"
 
 
 def run(data: Path, cfg: ServeConfig) -> None:
@@ -102,6 +124,7 @@ def run(data: Path, cfg: ServeConfig) -> None:
     os.environ["IRONLOG_RATE_LIMIT"] = str(cfg.rate_limit)
     if cfg.rate_burst is not None:
         os.environ["IRONLOG_RATE_BURST"] = str(cfg.rate_burst)
+    os.environ["IRONLOG_LISTEN"] = json.dumps([s.to_dict() for s in cfg.listen])
     if cfg.workers > 1:  # one /metrics view over all workers
         metrics_dir = data / ".metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -8,8 +8,10 @@ Every endpoint but ``/healthz`` and ``/readyz`` needs an API key
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from ironlog.errors import (
 )
 from ironlog.instance import Ironlog
 from ironlog.integrity import IntegrityChecker
+from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
 from ironlog.store.base import Durability, Query, parse_indexes
@@ -429,16 +432,21 @@ def create_app(
     full_verify_interval: float = 3600.0,
     rate_limit: float = 0.0,
     rate_burst: float | None = None,
+    listen: Sequence[ListenSpec] = (),
 ) -> Litestar:
     checker = IntegrityChecker(il, verify_interval, full_verify_interval)
     meters = Metrics()
     il.commit_observers.append(meters.observe_commit)
 
-    def startup() -> None:
+    running = Listeners()
+
+    async def startup() -> None:
         if verify_interval > 0:
             checker.start()
+        await running.start(list(listen), il.log, meters)
 
-    def shutdown() -> None:
+    async def shutdown() -> None:
+        await running.stop()
         checker.stop()
         il.close()
 
@@ -494,4 +502,7 @@ def create_app_from_env() -> Litestar:
         rate_burst=float(os.environ["IRONLOG_RATE_BURST"])
         if os.environ.get("IRONLOG_RATE_BURST")
         else None,
+        listen=[
+            ListenSpec.from_dict(x) for x in json.loads(os.environ.get("IRONLOG_LISTEN", "[]"))
+        ],
     )
