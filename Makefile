@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench clean install docs serve
+.PHONY: test lint typecheck pytest bench clean install docs serve sysdeps
+
+# Debian packages the tests drive as real peers: rsyslog (+ its OpenSSL TLS
+# driver) forwards to the syslog listeners, util-linux's logger sends to them.
+DEBS := rsyslog rsyslog-openssl bsdutils
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +25,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-pytest: $(STAMP)
+sysdeps:
+	@dpkg -s $(DEBS) >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: $(DEBS)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; }
+
+pytest: $(STAMP) sysdeps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
