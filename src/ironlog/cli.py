@@ -572,5 +572,70 @@ def serve(
     run(data, cfg)
 
 
+@main.command()
+@click.option(
+    "--log",
+    "urls",
+    multiple=True,
+    required=True,
+    metavar="URL",
+    help="A log's tlog-tiles base URL, e.g. https://host/logs/acme/payments (repeatable).",
+)
+@click.option(
+    "--vkey",
+    "vkeys",
+    multiple=True,
+    required=True,
+    help="The verifier key of each --log, in the same order.",
+)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File keeping the last checkpoint accepted per log.",
+)
+@click.option("--entries", is_flag=True, help="Also download and verify every new entry bundle.")
+@click.option("--webhook", metavar="URL", help="POST a JSON alert here on a violation.")
+@click.option(
+    "--api-key",
+    envvar="IRONLOG_API_KEY",
+    help="Key with read scope, for logs that are not public (or IRONLOG_API_KEY).",
+)
+@click.option(
+    "--interval", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
+    help="Seconds between polls.",
+)  # fmt: skip
+@click.option("--once", is_flag=True, help="Check once and exit (0 ok, 1 unreachable).")
+@_errors
+def monitor(
+    urls: tuple[str, ...],
+    vkeys: tuple[str, ...],
+    state: Path,
+    entries: bool,
+    webhook: str | None,
+    api_key: str | None,
+    interval: float,
+    once: bool,
+) -> None:
+    """Follow logs through their tlog-tiles endpoints and verify every new
+    checkpoint (signature, consistency; with --entries, the entries too).
+    Exits with status 2 on a rollback, fork or bad signature."""
+    from ironlog.monitor import run
+
+    if len(urls) != len(vkeys):
+        raise click.UsageError("give one --vkey for each --log")
+    code = run(
+        list(zip(urls, vkeys, strict=True)),
+        state,
+        entries=entries,
+        webhook=webhook,
+        api_key=api_key,
+        interval=interval,
+        once=once,
+        say=lambda line: click.echo(line, err=line.startswith(("VIOLATION", "warning"))),
+    )
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -260,3 +260,18 @@ class TreeEdge:
 
     def peaks(self) -> list[tuple[int, bytes]]:
         return list(zip(self._heights, self._hashes, strict=True))
+
+    @classmethod
+    def from_peaks(cls, peaks: Sequence[tuple[int, bytes]]) -> TreeEdge:
+        """The edge saved earlier with :meth:`peaks` (heights strictly decreasing)."""
+        edge = cls()
+        last = 64
+        for height, value in peaks:
+            if not 0 <= height < last:
+                raise VerificationError("tree edge heights must strictly decrease")
+            _check_hash("edge hash", value)
+            edge._heights.append(height)
+            edge._hashes.append(value)
+            edge.size += 1 << height
+            last = height
+        return edge
