@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import dump, event
+from common import dump, event, server
 
 LUA = """
 wrk.method = "POST"
@@ -71,6 +70,36 @@ def _wrk(url: str, script: Path, conns: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def _run(tmp: Path, url: str, key: str, seconds: float) -> dict[str, Any]:
+    single = tmp / "single.json"
+    single.write_bytes(json.dumps(event(1)).encode())
+    batch = tmp / "batch.ndjson"
+    batch.write_bytes(b"".join(json.dumps(event(i)).encode() + b"\n" for i in range(1000)))
+    s1 = tmp / "single.lua"
+    s1.write_text(LUA % {"key": key, "ctype": "application/json", "body": single})
+    s2 = tmp / "batch.lua"
+    s2.write_text(LUA % {"key": key, "ctype": "application/x-ndjson", "body": batch})
+    target = url + "/v1/logs/demo/events/entries"
+    results: dict[str, Any] = {"seconds": seconds}
+    results["single_64_connections"] = _wrk(target, s1, 64, seconds)
+    r = _wrk(target, s2, 16, seconds)
+    r["events_per_s"] = r["requests_per_s"] * 1000
+    results["ndjson_batches_of_1000_16_connections"] = r
+    size = httpx.get(
+        url + "/v1/logs/demo/events", headers={"Authorization": f"Bearer {key}"}
+    ).json()["size"]
+    ok = (
+        results["single_64_connections"]["requests"]
+        - results["single_64_connections"]["non_2xx"]
+        + 1000 * (r["requests"] - r["non_2xx"])
+    )
+    # wrk stops counting at its deadline; requests still in flight may land after it.
+    results["log_size_after"] = size
+    results["acknowledged_by_wrk"] = ok
+    assert size >= ok, (size, ok)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
@@ -79,69 +108,11 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="ironlog-http-", dir=os.environ.get("IRONLOG_BENCH_DIR")))
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    bin_dir = Path(sys.executable).parent
-    proc = subprocess.Popen(
-        [
-            str(bin_dir / "ironlog"),
-            "--data",
-            str(tmp / "data"),
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "IRONLOG_VERIFY_INTERVAL": "0"},
-    )
     try:
-        assert proc.stdout is not None
-        text = ""
-        while "Append an event:" not in text:
-            line = proc.stdout.readline()
-            if not line:
-                sys.exit("server did not start:\n" + text)
-            text += line
-        key = text.split("demo tenant key (append, read): ")[1].split()[0]
-        for _ in range(200):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        single = tmp / "single.json"
-        single.write_bytes(json.dumps(event(1)).encode())
-        batch = tmp / "batch.ndjson"
-        batch.write_bytes(b"".join(json.dumps(event(i)).encode() + b"\n" for i in range(1000)))
-        s1 = tmp / "single.lua"
-        s1.write_text(LUA % {"key": key, "ctype": "application/json", "body": single})
-        s2 = tmp / "batch.lua"
-        s2.write_text(LUA % {"key": key, "ctype": "application/x-ndjson", "body": batch})
-        target = url + "/v1/logs/demo/events/entries"
-        results: dict[str, Any] = {"workers": args.workers, "seconds": args.seconds}
-        results["single_64_connections"] = _wrk(target, s1, 64, args.seconds)
-        r = _wrk(target, s2, 16, args.seconds)
-        r["events_per_s"] = r["requests_per_s"] * 1000
-        results["ndjson_batches_of_1000_16_connections"] = r
-        size = httpx.get(
-            url + "/v1/logs/demo/events", headers={"Authorization": f"Bearer {key}"}
-        ).json()["size"]
-        ok = (
-            results["single_64_connections"]["requests"]
-            - results["single_64_connections"]["non_2xx"]
-            + 1000 * (r["requests"] - r["non_2xx"])
-        )
-        # wrk stops counting at its deadline; requests still in flight may land after it.
-        results["log_size_after"] = size
-        results["acknowledged_by_wrk"] = ok
-        assert size >= ok, (size, ok)
+        with server(tmp / "data", args.workers) as (url, key):
+            results = _run(tmp, url, key, args.seconds)
+            results["workers"] = args.workers
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)

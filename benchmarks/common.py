@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,52 @@ def percentile(values: list[float], p: float) -> float:
 
 def dump(results: dict[str, Any]) -> str:
     return msgspec.json.format(msgspec.json.encode(results), indent=2).decode()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(data: Path, workers: int, *args: str) -> Iterator[tuple[str, str]]:
+    """``ironlog serve`` on a free port (integrity checks off): yields (url, demo key)."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ironlog = str(Path(sys.executable).parent / "ironlog")
+    cmd = [ironlog, "--data", str(data), "serve", "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(
+        [*cmd, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "IRONLOG_VERIFY_INTERVAL": "0"},
+    )
+    try:
+        assert proc.stdout is not None
+        text = ""
+        while "Append an event:" not in text:
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit("server did not start:\n" + text)
+            text += line
+        key = text.split("demo tenant key (append, read): ")[1].split()[0]
+        for _ in range(200):
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield url, key
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -26,6 +26,13 @@ _RFC3164_TIME = re.compile(
 _RFC5424_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$")
 _TAG = re.compile(r"([^\s\[\]:]{1,48})(?:\[([^\]\s]{1,128})\])?: ?")
 _SD_NAME = re.compile(r'[^\s=\]"]{1,32}')
+# Fast paths; the slower code below runs only to explain a failure.
+_HEADER_5424 = re.compile(
+    r"([!-~]{1,40}) ([!-~]{1,255}) ([!-~]{1,48}) ([!-~]{1,128}) ([!-~]{1,32}) "
+)
+_SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,32})((?: [^\s=\]"]{1,32}="(?:[^"\\]|\\.)*")*)\]')
+_SD_PARAM = re.compile(r' ([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"')
+_SD_ESCAPE = re.compile(r'\\(["\\\]])')
 
 
 class SyslogError(ValueError):
@@ -77,7 +84,49 @@ def _field(rest: str, name: str, limit: int) -> tuple[str | None, str]:
     return (None if value == NIL else value), tail
 
 
-def _rfc5424(rest: str) -> dict[str, Any]:
+def _rfc5424(full: str) -> dict[str, Any]:
+    m = _HEADER_5424.match(full)
+    if m is None:
+        return _rfc5424_slow(full)
+    ts, host, app, procid, msgid = (None if v == NIL else v for v in m.groups())
+    if ts is not None and not _RFC5424_TIME.match(ts):
+        raise SyslogError("invalid RFC 5424 timestamp")
+    rest = full[m.end() :]
+    if rest.startswith(NIL):
+        sd: dict[str, dict[str, str]] = {}
+        rest = rest[1:]
+    else:
+        sd = {}
+        pos = 0
+        while True:
+            e = _SD_ELEMENT.match(rest, pos)
+            if e is None:
+                break
+            sd[e.group(1)] = {
+                k: _SD_ESCAPE.sub(r"\1", v) if "\\" in v else v
+                for k, v in _SD_PARAM.findall(e.group(2))
+            }
+            pos = e.end()
+        if pos == 0 or (pos < len(rest) and rest[pos] != " "):
+            return _rfc5424_slow(full)
+        rest = rest[pos:]
+    if rest.startswith(" "):
+        rest = rest[1:]
+    elif rest:
+        raise SyslogError("no space after structured data")
+    return {
+        "syslog": "rfc5424",
+        "timestamp": ts,
+        "hostname": host,
+        "app_name": app,
+        "procid": procid,
+        "msgid": msgid,
+        "structured_data": sd,
+        "message": rest.removeprefix(BOM),
+    }
+
+
+def _rfc5424_slow(rest: str) -> dict[str, Any]:
     ts, rest = _field(rest, "timestamp", 40)
     if ts is not None and not _RFC5424_TIME.match(ts):
         raise SyslogError("invalid RFC 5424 timestamp")

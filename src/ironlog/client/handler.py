@@ -283,6 +283,14 @@ class LogHandler(logging.Handler):
         super().__init__()
         self.shipper = _RecordShipper(url, api_key, log, **options)
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Like ``Handler.handle`` without the handler lock: ``emit`` only appends
+        to a thread-safe deque, and the caller's thread is what we keep cheap."""
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             msg = record.getMessage()
