@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from ironlog.client.trust import LogTrust, ProofNeeded, TrustStore, decode_hashes, verify_entry
 from ironlog.errors import (
@@ -110,10 +111,27 @@ def _json(resp: httpx.Response) -> dict[str, Any]:
     return out
 
 
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _plain(v: Any) -> Any:
+    try:
+        _encoder.encode(v)
+    except (TypeError, ValueError, OverflowError):
+        return str(v)
+    return v
+
+
 def _ndjson(events: Iterable[Mapping[str, Any]]) -> bytes:
-    return b"".join(
-        json.dumps(dict(e), separators=(",", ":"), default=str).encode() + b"\n" for e in events
-    )
+    """One JSON object per line; values JSON cannot hold are sent as str()."""
+    buf = bytearray()
+    for e in events:
+        try:
+            buf += _encoder.encode(e)
+        except (TypeError, ValueError, OverflowError):  # odd keys or values: be lenient
+            buf += _encoder.encode({str(k): _plain(v) for k, v in dict(e).items()})
+        buf += b"\n"
+    return bytes(buf)
 
 
 class _Core:
