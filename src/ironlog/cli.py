@@ -572,6 +572,65 @@ def serve(
     run(data, cfg)
 
 
+@main.group("witness")
+def witness_group() -> None:
+    """Run a witness (c2sp.org/tlog-witness) that cosigns logs' checkpoints."""
+
+
+@witness_group.command("keygen")
+@click.argument("name")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key file to write (mode 0600).  [default: NAME's last part + .key]",
+)
+@_errors
+def witness_keygen(name: str, output: Path | None) -> None:
+    """Create a witness key NAME; prints its verifier key (give it to log operators)."""
+    from ironlog.witness import keygen
+
+    path = output or Path(name.rstrip("/").rsplit("/", 1)[-1] + ".key")
+    key = keygen(name, path)
+    click.echo(f"wrote {path}", err=True)
+    click.echo(key.vkey())
+
+
+@witness_group.command("serve")
+@click.option(
+    "--data",
+    "wdata",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the witness's state.",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="Witness key file (from 'ironlog witness keygen').",
+)
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    required=True,
+    metavar="ORIGIN=VKEY",
+    help="A log to witness and its verifier key (repeatable).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True)
+@_errors
+def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str, port: int) -> None:
+    """Serve POST /add-checkpoint and GET /checkpoint/<origin>."""
+    from ironlog.witness import load_key, parse_log, serve
+
+    key = load_key(key_file)
+    known = dict(parse_log(x) for x in logs)
+    click.echo(f"witness {key.vkey()} on http://{host}:{port} for {', '.join(known)}")
+    serve(wdata, key, known, host, port)
+
+
 @main.command()
 @click.option(
     "--log",

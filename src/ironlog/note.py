@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -82,40 +83,40 @@ class _Ed25519Key:
     def verifier(self) -> Verifier:
         return Verifier(self.name, self.key_id, self.public, self.alg)
 
+    @classmethod
+    def from_private_key(cls, text: str) -> Self:
+        """Parse ``PRIVATE+KEY+<name>+<hex id>+<base64(alg || seed)>`` (Go's
+        format for Ed25519 note keys; the same with alg 0x04 for witness keys)."""
+        parts = text.strip().split("+", 4)
+        if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
+            raise FormatError("not a note private key (PRIVATE+KEY+name+id+key)")
+        _, _, name, hex_id, b64 = parts
+        raw = b64decode(b64, "private key")
+        if len(raw) != 33 or raw[0] != cls.alg:
+            raise FormatError(f"private key is not of type 0x{cls.alg:02x}")
+        key = cls(name, raw[1:])
+        if not _hex8(hex_id) or int(hex_id, 16) != key.key_id:
+            raise FormatError("private key ID does not match the key")
+        return key
+
+    @classmethod
+    def generate(cls, name: str) -> Self:
+        return cls(name, os.urandom(32))
+
+    def private_key(self) -> str:
+        return (
+            f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{b64encode(bytes([self.alg]) + self._seed)}"
+        )
+
 
 class Signer(_Ed25519Key):
     """An Ed25519 note signer (alg 0x01)."""
 
     alg = ALG_ED25519
 
-    @classmethod
-    def generate(cls, name: str) -> Signer:
-        return cls(name, os.urandom(32))
-
-    @classmethod
-    def from_private_key(cls, text: str) -> Signer:
-        """Parse Go's ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>``."""
-        parts = text.strip().split("+", 4)
-        if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
-            raise FormatError("not a note private key (PRIVATE+KEY+name+id+key)")
-        _, _, name, hex_id, b64 = parts
-        raw = b64decode(b64, "private key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise FormatError("private key is not an Ed25519 key")
-        signer = cls(name, raw[1:])
-        if not _hex8(hex_id) or int(hex_id, 16) != signer.key_id:
-            raise FormatError("private key ID does not match the key")
-        return signer
-
     @property
     def seed(self) -> bytes:
         return self._seed
-
-    def private_key(self) -> str:
-        return (
-            f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+"
-            f"{b64encode(bytes([ALG_ED25519]) + self._seed)}"
-        )
 
     def for_name(self, name: str) -> Signer:
         """The same key under another name (one tenant key signs many logs)."""
