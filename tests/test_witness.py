@@ -58,18 +58,19 @@ class WitnessProc:
 
 
 @contextlib.contextmanager
-def run_witness(tmp: Path, logs: list[str]) -> Iterator[WitnessProc]:
+def run_witness(
+    tmp: Path, logs: list[str], name: str = "witness.test/w1", port: int | None = None
+) -> Iterator[WitnessProc]:
     key_file = tmp / "witness.key"
     if not key_file.exists():
         out = subprocess.run(
-            [str(BIN / "ironlog"), "witness", "keygen", "witness.test/w1",
-             "--output", str(key_file)],
+            [str(BIN / "ironlog"), "witness", "keygen", name, "--output", str(key_file)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         vkey = out.stdout.strip()
     else:
         vkey = note.CosignatureSigner.from_private_key(key_file.read_text()).vkey()
-    port = _free_port()
+    port = port or _free_port()
     args = [a for lg in logs for a in ("--log", lg)]
     proc = subprocess.Popen(
         [str(BIN / "ironlog"), "witness", "serve", "--data", str(tmp / "wdata"),

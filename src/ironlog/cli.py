@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -145,6 +146,57 @@ def log_list(ctx: click.Context) -> None:
     for info in il.list_logs():
         size = il.log(info.tenant, info.name).head().size
         click.echo(f"{info.path}\t{size}\t{info.durability}\t{info.origin}")
+
+
+@log_group.command("witnesses")
+@click.argument("path", metavar="TENANT/LOG")
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="VKEY=URL",
+    help="A witness: its cosignature/v1 verifier key and base URL (repeatable).",
+)
+@click.option("--quorum", type=click.IntRange(min=1), help="How many must cosign.  [default: all]")
+@click.option(
+    "--policy",
+    "policy_json",
+    help='A policy group as JSON, e.g. \'{"quorum": 2, "members": ["w1", {"quorum": 1, '
+    '"members": ["w2", "w3"]}]}\' (members are witness key names).',
+)
+@click.pass_context
+@_errors
+def log_witnesses(
+    ctx: click.Context,
+    path: str,
+    witnesses: tuple[str, ...],
+    quorum: int | None,
+    policy_json: str | None,
+) -> None:
+    """Set the witnesses of TENANT/LOG and how many must cosign (no --witness: none).
+    The running service submits each new checkpoint to them."""
+    from ironlog.policy import parse_policy
+
+    tenant, _, name = _split(path)
+    ws = []
+    for w in witnesses:
+        vkey, sep, url = w.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{w!r} is not VKEY=URL", param_hint="--witness")
+        ws.append({"vkey": vkey, "url": url})
+    if quorum is not None and policy_json is not None:
+        raise click.UsageError("give --quorum or --policy, not both")
+    raw: dict[str, Any] = {"witnesses": ws}
+    if policy_json is not None:
+        try:
+            raw["policy"] = json.loads(policy_json)
+        except ValueError as e:
+            raise click.BadParameter("not valid JSON", param_hint="--policy") from e
+    elif quorum is not None:
+        raw["policy"] = {"quorum": quorum, "members": [w["vkey"].split("+")[0] for w in ws]}
+    policy = parse_policy(raw)
+    _open(ctx).set_witnesses(tenant, name, policy)
+    click.echo(json.dumps(policy.to_json(), indent=1))
 
 
 def _split(path: str) -> tuple[str, str, str]:

@@ -5,16 +5,19 @@ This is the library's front door; the CLI and the service are thin layers on it.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ironlog.engine import Log
 from ironlog.entry import now_us
 from ironlog.errors import ConfigurationError, NotFoundError
 from ironlog.keys import MasterKey, create_master_key, load_master_key
 from ironlog.note import Signer
+from ironlog.policy import WitnessPolicy, parse_policy
 from ironlog.store.base import (
     DEFAULT_INDEXES,
     Driver,
@@ -151,6 +154,41 @@ class Ironlog:
         if not sep or not tenant or not name or "/" in name:
             raise NotFoundError(f"{path!r} is not TENANT/LOG")
         return self.log(tenant, name)
+
+    # -- witnesses -----------------------------------------------------------------
+    def set_witnesses(self, tenant: str, name: str, policy: WitnessPolicy) -> None:
+        self.log_info(tenant, name)
+        self.control.set_setting(f"witnesses:{tenant}/{name}", policy.dumps())
+
+    def witness_policy(self, tenant: str, name: str) -> WitnessPolicy | None:
+        raw = self.control.get_setting(f"witnesses:{tenant}/{name}")
+        return parse_policy(json.loads(raw)) if raw else None
+
+    def witness_status(self, tenant: str, name: str) -> dict[str, Any]:
+        raw = self.control.get_setting(f"witness_status:{tenant}/{name}")
+        out: dict[str, Any] = json.loads(raw) if raw else {}
+        return out
+
+    def witnessed_checkpoint(
+        self, tenant: str, name: str, min_size: int = 0
+    ) -> tuple[int, str] | None:
+        """The newest checkpoint (at least ``min_size``) whose cosignatures
+        satisfy the log's witness policy, with them appended."""
+        policy = self.witness_policy(tenant, name)
+        if policy is None or not policy.witnesses:
+            return None
+        cosigned = self.control.cosignatures(tenant, name)
+        store = self.log(tenant, name).store
+        for size in sorted(cosigned, reverse=True):
+            if size < min_size:
+                break
+            text = store.checkpoint(size)
+            # Only cosignatures of the checkpoint the log holds now count: after
+            # a rollback or fork, old cosignatures are of another tree.
+            lines = {w: line for w, (cp, line) in cosigned[size].items() if cp == text}
+            if text is not None and policy.satisfied(set(lines)):
+                return size, text + "".join(lines[w] for w in sorted(lines))
+        return None
 
     def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
         return self.control.list_logs(tenant)

@@ -8,15 +8,19 @@ Every endpoint but ``/healthz`` and ``/readyz`` needs an API key
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import msgspec
-from litestar import Litestar, Request, Response, delete, get, post
+from litestar import Litestar, Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
@@ -36,6 +40,7 @@ from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
 from ironlog.auth import parse_scopes
+from ironlog.engine import Receipt
 from ironlog.entry import now_us, prepare_json, prepare_ndjson
 from ironlog.errors import (
     InvalidEntryError,
@@ -49,8 +54,10 @@ from ironlog.integrity import IntegrityChecker
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
+from ironlog.policy import parse_policy
 from ironlog.store.base import Durability, Query, parse_indexes
 from ironlog.timeparse import parse_time
+from ironlog.witnessing import Witnessing
 
 log = logging.getLogger("ironlog.api")
 
@@ -196,6 +203,15 @@ def _log_json(lg: Any) -> dict[str, Any]:
     }
 
 
+def _log_info_json(il: Ironlog, lg: Any) -> dict[str, Any]:
+    out = _log_json(lg)
+    policy = il.witness_policy(lg.info.tenant, lg.info.name)
+    if policy is not None:
+        out["witnesses"] = policy.to_json()
+        out["witness_status"] = il.witness_status(lg.info.tenant, lg.info.name)
+    return out
+
+
 @post("/v1/tenants/{tenant:str}/logs")
 async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     body = await request.body()
@@ -228,7 +244,7 @@ def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     il = state(request).il
     il.tenant(tenant)
     return json_response(
-        {"logs": [_log_json(il.log(i.tenant, i.name)) for i in il.list_logs(tenant)]}
+        {"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in il.list_logs(tenant)]}
     )
 
 
@@ -273,12 +289,32 @@ def revoke_key(request: Request[Any, Any, Any], tenant: str, key_id: str) -> Res
 
 @get("/v1/logs/{tenant:str}/{name:str}", sync_to_thread=True)
 def log_info(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
-    return json_response(_log_json(resolve_log(request, tenant, name, "read")))
+    lg = resolve_log(request, tenant, name, "read")
+    return json_response(_log_info_json(state(request).il, lg))
+
+
+@put("/v1/tenants/{tenant:str}/logs/{name:str}/witnesses")
+async def set_witnesses(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    """Witnesses (url, cosignature/v1 vkey) and policy (k of n, nested groups)."""
+    body = await request.body()
+    principal(request).require("admin", tenant)
+    try:
+        raw = json.loads(body)
+    except ValueError as e:
+        raise InvalidRequestError("request body is not valid JSON") from e
+    policy = parse_policy(raw)
+    il = state(request).il
+    il.set_witnesses(tenant, name, policy)
+    return json_response(policy.to_json())
 
 
 @post("/v1/logs/{tenant:str}/{name:str}/entries")
 async def append_entries(
-    request: Request[Any, Any, Any], tenant: str, name: str
+    request: Request[Any, Any, Any],
+    tenant: str,
+    name: str,
+    witnessed: bool = False,
+    witness_timeout: float = 10.0,
 ) -> Response[bytes]:
     lg = resolve_log(request, tenant, name, "append")
     body = await request.body()
@@ -305,11 +341,37 @@ async def append_entries(
     if ctype not in ("application/json", "text/json"):
         raise HTTPException(status_code=415, detail="send application/json or application/x-ndjson")
     receipt = await lg.append_async(prepare_json(body, received, "http"), idem)
+    extra: dict[str, Any] = {}
+    if witnessed:
+        if not 0 < witness_timeout <= 60:
+            raise InvalidRequestError("witness_timeout must be in (0, 60] seconds")
+        receipt, ok = await _witnessed(state(request).il, lg, receipt, witness_timeout)
+        extra["witnessed"] = ok
     if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
         return Response(
             receipt.tlog_proof().to_text().encode(), status_code=201, media_type=TLOG_PROOF_TYPE
         )
-    return json_response(receipt_json(receipt), 201)
+    return json_response({**receipt_json(receipt), **extra}, 201)
+
+
+async def _witnessed(
+    il: Ironlog, lg: Any, receipt: Receipt, timeout: float
+) -> tuple[Receipt, bool]:
+    """Wait for a checkpoint covering the entry that satisfies the witness
+    policy; the receipt is then re-based on it.  On timeout, the receipt as is."""
+    deadline = time.monotonic() + timeout
+    info = lg.info
+    while True:
+        got = await anyio.to_thread.run_sync(
+            il.witnessed_checkpoint, info.tenant, info.name, receipt.index + 1
+        )
+        if got is not None:
+            size, checkpoint = got
+            proof = await anyio.to_thread.run_sync(lg.inclusion_proof, receipt.index, size)
+            return replace(receipt, checkpoint=checkpoint, inclusion_proof=tuple(proof)), True
+        if time.monotonic() >= deadline:
+            return receipt, False
+        await asyncio.sleep(0.05)
 
 
 # --- logs: reading ----------------------------------------------------------------
@@ -439,14 +501,17 @@ def create_app(
     il.commit_observers.append(meters.observe_commit)
 
     running = Listeners()
+    witnessing = Witnessing(il)
 
     async def startup() -> None:
         if verify_interval > 0:
             checker.start()
+        witnessing.start()
         await running.start(list(listen), il.log, meters)
 
     async def shutdown() -> None:
         await running.stop()
+        witnessing.stop()
         checker.stop()
         il.close()
 
@@ -460,6 +525,7 @@ def create_app(
             enable_tenant,
             create_log,
             set_public,
+            set_witnesses,
             list_logs,
             create_key,
             list_keys,

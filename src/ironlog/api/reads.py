@@ -55,9 +55,13 @@ def consistency(
 
 @get("/logs/{tenant:str}/{name:str}/checkpoint", sync_to_thread=True)
 def tiles_checkpoint(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    """The latest checkpoint; for a log with witnesses, the newest one whose
+    cosignatures satisfy its policy (with them), once there is one."""
     lg = _tiles_log(request, tenant, name)
+    witnessed = state(request).il.witnessed_checkpoint(tenant, name)
+    text = witnessed[1] if witnessed is not None else lg.checkpoint()
     return Response(
-        lg.checkpoint().encode(),
+        text.encode(),
         media_type="text/plain; charset=utf-8",
         headers={"Cache-Control": SHORT},
     )

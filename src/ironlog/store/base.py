@@ -280,6 +280,18 @@ class ControlStore(ABC):
         """Set an expiry and/or a revocation time (None leaves it unchanged)."""
 
     @abstractmethod
+    def add_cosignatures(
+        self, tenant: str, log: str, size: int, checkpoint: str, lines: dict[str, str]
+    ) -> None:
+        """Witness cosignature lines (witness name -> note signature line) of
+        ``checkpoint`` (the signed note of ``size`` they cosigned).  Only the
+        newest sizes are kept."""
+
+    @abstractmethod
+    def cosignatures(self, tenant: str, log: str) -> dict[int, dict[str, tuple[str, str]]]:
+        """Kept cosignatures: size -> witness name -> (checkpoint, line)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

@@ -82,6 +82,10 @@ CREATE TABLE IF NOT EXISTS logs(
     public INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(tenant, name)
 );
+CREATE TABLE IF NOT EXISTS cosignatures(
+    tenant TEXT NOT NULL, log TEXT NOT NULL, size INTEGER NOT NULL, witness TEXT NOT NULL,
+    checkpoint TEXT NOT NULL, line TEXT NOT NULL, PRIMARY KEY(tenant, log, size, witness)
+);
 CREATE TABLE IF NOT EXISTS api_keys(
     key_id TEXT PRIMARY KEY, tenant TEXT REFERENCES tenants(name), scopes TEXT NOT NULL,
     secret_hash BLOB NOT NULL, created_us INTEGER NOT NULL, name TEXT NOT NULL DEFAULT '',
@@ -444,6 +448,38 @@ class SqliteControlStore(ControlStore):
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+
+    KEEP_COSIGNED_SIZES = 64
+
+    def add_cosignatures(
+        self, tenant: str, log: str, size: int, checkpoint: str, lines: dict[str, str]
+    ) -> None:
+        with self._lock, _translated("control database"):
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.executemany(
+                    "INSERT OR REPLACE INTO cosignatures VALUES (?,?,?,?,?,?)",
+                    [(tenant, log, size, w, checkpoint, line) for w, line in lines.items()],
+                )
+                self._con.execute(
+                    "DELETE FROM cosignatures WHERE tenant=? AND log=? AND size < ("
+                    " SELECT MIN(size) FROM (SELECT DISTINCT size FROM cosignatures"
+                    " WHERE tenant=? AND log=? ORDER BY size DESC LIMIT ?))",
+                    (tenant, log, tenant, log, self.KEEP_COSIGNED_SIZES),
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def cosignatures(self, tenant: str, log: str) -> dict[int, dict[str, tuple[str, str]]]:
+        out: dict[int, dict[str, tuple[str, str]]] = {}
+        for size, w, cp, line in self._all(
+            "SELECT size, witness, checkpoint, line FROM cosignatures WHERE tenant=? AND log=?",
+            (tenant, log),
+        ):
+            out.setdefault(int(size), {})[str(w)] = (str(cp), str(line))
+        return out
 
     def get_setting(self, key: str) -> str | None:
         row = self._one("SELECT value FROM settings WHERE key=?", (key,))

@@ -1,0 +1,125 @@
+"""A log with two witnesses and a 2-of-2 policy: witnessed receipts, cosigned
+checkpoints on the tiles endpoint, and a forked log refused and reported."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import httpx
+
+from ironlog import note, tlogproof
+from tests.server import run_server
+from tests.test_client import _restore, _snapshot, tenant_log
+from tests.test_witness import run_witness
+
+
+def _wait(fn: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    snap = tmp_path / "snap.db"
+    db = data / "logs" / "wit" / "app.db"
+    with contextlib.ExitStack() as stack:
+        s = stack.enter_context(run_server(data))
+        port = int(s.url.rsplit(":", 1)[1])
+        key = tenant_log(s, "wit")
+        c = stack.enter_context(
+            httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        )
+        vkey = c.get("/v1/logs/wit/app").json()["vkey"]
+        origin = vkey.split("+")[0]
+        ws = []
+        for n in (1, 2):
+            (tmp_path / f"w{n}").mkdir()
+            ws.append(
+                stack.enter_context(
+                    run_witness(tmp_path / f"w{n}", [f"{origin}={vkey}"], f"witness.test/w{n}")
+                )
+            )
+        wvs = [note.Verifier.from_vkey(w.vkey) for w in ws]
+        conf = {"witnesses": [{"url": w.url, "vkey": w.vkey} for w in ws]}
+        r = c.put("/v1/tenants/wit/logs/app/witnesses", json=conf)
+        assert r.status_code == 200 and r.json()["policy"]["quorum"] == 2, r.text
+        # Bad settings are 400s.
+        bad = {"witnesses": conf["witnesses"], "policy": {"quorum": 3, "members": ["x"]}}
+        assert c.put("/v1/tenants/wit/logs/app/witnesses", json=bad).status_code == 400
+        assert (
+            c.put(
+                "/v1/tenants/wit/logs/app/witnesses", json={"witnesses": [{"url": "x"}]}
+            ).status_code
+            == 400
+        )
+        log_key = note.Verifier.from_vkey(vkey)
+        for i in range(3):
+            r = c.post("/v1/logs/wit/app/entries", params={"witnessed": "true"}, json={"n": i})
+            assert r.status_code == 201, r.text
+            body = r.json()
+            assert body["witnessed"] is True
+            proof = tlogproof.TlogProof(
+                body["index"],
+                tuple(note.b64decode(h) for h in body["inclusion_proof"]),
+                body["checkpoint"],
+            )
+            signed = proof.verify(body["entry"].encode(), log_key, wvs, quorum=2)
+            assert signed.checkpoint.size > body["index"]
+        r = c.post(
+            "/v1/logs/wit/app/entries",
+            params={"witnessed": "true"},
+            json={"n": 3},
+            headers={"Accept": "text/x.tlog-proof"},
+        )
+        text = r.text
+        parsed = tlogproof.parse_tlog_proof(text)
+        entry = c.get(f"/v1/logs/wit/app/entries/{parsed.index}").json()["entry"]
+        parsed.verify(entry.encode(), log_key, wvs, quorum=2)
+        # The tiles checkpoint carries both cosignatures; the log info the status.
+        cp = note.parse_note(c.get("/logs/wit/app/checkpoint").text)
+        assert note.cosigners(cp, wvs) == wvs
+        info = c.get("/v1/logs/wit/app").json()
+        assert set(info["witness_status"]) == {"witness.test/w1", "witness.test/w2"}
+        assert all(st["last_error"] is None for st in info["witness_status"].values())
+        _snapshot(db, snap)
+        c.post("/v1/logs/wit/app/entries", json={"n": 4})
+        _wait(
+            lambda: all(
+                st["cosigned_size"] == 5
+                for st in c.get("/v1/logs/wit/app").json()["witness_status"].values()
+            )
+        )
+        stack.pop_all().close()  # stop the server (and the witnesses), keep the data
+    # The operator forks the log: an older copy, then other entries on top.
+    _restore(snap, db)
+    with contextlib.ExitStack() as stack:
+        s = stack.enter_context(run_server(data, port=port))
+        for n, w in enumerate(ws, 1):
+            wport = int(w.url.rsplit(":", 1)[1])
+            stack.enter_context(run_witness(tmp_path / f"w{n}", [f"{origin}={vkey}"], port=wport))
+        c = stack.enter_context(
+            httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        )
+        r = c.post(
+            "/v1/logs/wit/app/entries",
+            params={"witnessed": "true", "witness_timeout": "3"},
+            json={"evil": 1},
+        )
+        assert r.status_code == 201 and r.json()["witnessed"] is False
+        c.post("/v1/logs/wit/app/entries", json={"evil": 2})
+        _wait(
+            lambda: all(
+                st["last_error"]
+                for st in c.get("/v1/logs/wit/app").json()["witness_status"].values()
+            )
+        )
+        errors = [
+            st["last_error"] for st in c.get("/v1/logs/wit/app").json()["witness_status"].values()
+        ]
+        assert all("422" in e or "409" in e or "rolled back" in e for e in errors), errors
+        assert s.url
+    assert "witness witness.test/w1 on log wit/app" in s.output
