@@ -17,6 +17,18 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
+def pure_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A clean virtualenv with ``pip install ironlog`` (no extras): the pure core."""
+    import subprocess
+
+    venv = tmp_path_factory.mktemp("pure") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    subprocess.run([py, "-m", "pip", "install", "-q", str(ROOT)], check=True, capture_output=True)
+    return py
+
+
+@pytest.fixture(scope="session")
 def sumdb() -> dict:  # type: ignore[type-arg]
     return json.loads((VECTORS / "interop-go-sumdb.json").read_text())
 

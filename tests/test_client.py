@@ -8,7 +8,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from ironlog.errors import (
     UnreachableError,
     VerificationError,
 )
-from tests.conftest import ROOT
 from tests.server import Server, run_server
 
 
@@ -179,7 +177,9 @@ def test_rollback_and_fork_are_detected(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_verifying_parts_need_only_the_pure_core(server: Server, tmp_path: Path) -> None:
+def test_verifying_parts_need_only_the_pure_core(
+    server: Server, tmp_path: Path, pure_python: str
+) -> None:
     """A clean virtualenv with ``pip install ironlog`` (no extras): a receipt
     from the server verifies; the HTTP client is simply not there."""
     key = tenant_log(server, "pure")
@@ -194,14 +194,6 @@ def test_verifying_parts_need_only_the_pure_core(server: Server, tmp_path: Path)
         "vkey": vkey,
     }
     (tmp_path / "receipt.json").write_text(json.dumps(receipt))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = str(venv / "bin" / "python")
-    subprocess.run(
-        [py, "-m", "pip", "install", "-q", str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
     script = """
 import json, sys
 from ironlog.client import TrustStore, LogTrust, verify_entry
@@ -224,7 +216,7 @@ for mod in ("httpx", "msgspec", "litestar", "click"):
 print("verified")
 """
     out = subprocess.run(
-        [py, "-c", script, str(tmp_path / "receipt.json")],
+        [pure_python, "-c", script, str(tmp_path / "receipt.json")],
         capture_output=True,
         text=True,
         check=True,

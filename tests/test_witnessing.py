@@ -4,12 +4,14 @@ checkpoints on the tiles endpoint, and a forked log refused and reported."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
 from ironlog import note, tlogproof
+from tests.conftest import BIN
 from tests.server import run_server
 from tests.test_client import _restore, _snapshot, tenant_log
 from tests.test_witness import run_witness
@@ -85,6 +87,22 @@ def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
         info = c.get("/v1/logs/wit/app").json()
         assert set(info["witness_status"]) == {"witness.test/w1", "witness.test/w2"}
         assert all(st["last_error"] is None for st in info["witness_status"].values())
+        # Evidence for an auditor: the cosigned checkpoint and both witness keys.
+        ev = tmp_path / "ev.json"
+        out = subprocess.run(
+            [str(BIN / "ironlog"), "--data", str(data), "evidence", "export", "wit/app",
+             "--output", str(ev), "--index", "0", "--index", "2"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "witnessed checkpoint" in out
+        verify = [str(BIN / "ironlog"), "evidence", "verify", str(ev), "--vkey", vkey]
+        wargs = [a for w in ws for a in ("--witness-vkey", w.vkey)]
+        r2 = subprocess.run([*verify, *wargs, "--quorum", "2"], capture_output=True, text=True)
+        assert r2.returncode == 0 and "cosigned by 2 of 2 witnesses" in r2.stdout, r2.stdout
+        r2 = subprocess.run(
+            [*verify, "--witness-vkey", ws[0].vkey, "--quorum", "2"], capture_output=True, text=True
+        )
+        assert r2.returncode == 1 and "FAIL  checkpoint: cosigned by 1 witnesses" in r2.stdout
         _snapshot(db, snap)
         c.post("/v1/logs/wit/app/entries", json={"n": 4})
         _wait(

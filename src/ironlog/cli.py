@@ -405,7 +405,8 @@ def vkey(ctx: click.Context, path: str) -> None:
 
 
 @main.command()
-@click.argument("path")
+@click.argument("path", metavar="TENANT/LOG | verify")
+@click.argument("proof_file", required=False, type=click.Path(dir_okay=False, exists=True))
 @click.option("--index", type=click.IntRange(min=0), help="Inclusion proof of this entry.")
 @click.option(
     "--size", type=click.IntRange(min=1), help="Tree size to prove against (default: latest)."
@@ -414,17 +415,42 @@ def vkey(ctx: click.Context, path: str) -> None:
     "--from", "from_", type=click.IntRange(min=1), help="Consistency proof from this size..."
 )
 @click.option("--to", type=click.IntRange(min=1), help="...to this size (default: latest).")
+@click.option(
+    "--entry",
+    type=click.Path(dir_okay=False, exists=True),
+    help="verify: file with the entry's exact bytes.",
+)
+@click.option("--vkey", "vkey_", help="verify: the log's verifier key.")
+@click.option("--witness-vkey", multiple=True, help="verify: a witness key (repeatable).")
+@click.option("--quorum", type=click.IntRange(min=0), default=0, help="verify: cosigners needed.")
 @click.pass_context
 @_errors
 def proof(
     ctx: click.Context,
     path: str,
+    proof_file: str | None,
     index: int | None,
     size: int | None,
     from_: int | None,
     to: int | None,
+    entry: str | None,
+    vkey_: str | None,
+    witness_vkey: tuple[str, ...],
+    quorum: int,
 ) -> None:
-    """A tlog-proof (--index) or a consistency proof (--from/--to)."""
+    """A tlog-proof (--index) or a consistency proof (--from/--to) of TENANT/LOG;
+    or ``ironlog proof verify FILE --entry ENTRYFILE --vkey VKEY`` to check a
+    .tlog-proof offline (exit 1 if it does not hold)."""
+    if path == "verify":
+        from ironlog.evidence import verify_proof_file
+
+        if not (proof_file and entry and vkey_):
+            raise click.UsageError("proof verify FILE --entry ENTRYFILE --vkey VKEY")
+        report = verify_proof_file(
+            Path(proof_file).read_bytes(), Path(entry).read_bytes(), vkey_, witness_vkey, quorum
+        )
+        click.echo(report.render(), nl=False)
+        raise SystemExit(0 if report.passed else 1)
     tenant, _, name = _split(path)
     lg = _open(ctx).log(tenant, name)
     if index is not None and from_ is None:
@@ -622,6 +648,76 @@ def serve(
     for line in cfg.check_listeners(data):
         click.echo(line)
     run(data, cfg)
+
+
+@main.group("evidence")
+def evidence_group() -> None:
+    """Evidence bundles for auditors: export, and verify offline."""
+
+
+@evidence_group.command("export")
+@click.argument("path", metavar="TENANT/LOG")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write.",
+)
+@click.option("--index", "indexes", multiple=True, type=click.IntRange(min=0), help="Repeatable.")
+@click.option("--from", "from_", help="Entries received since (RFC 3339 or 1h, 2d...).")
+@click.option("--to", help="... and until.")
+@click.pass_context
+@_errors
+def evidence_export(
+    ctx: click.Context,
+    path: str,
+    output: Path,
+    indexes: tuple[int, ...],
+    from_: str | None,
+    to: str | None,
+) -> None:
+    """One self-contained file: the entries, their inclusion proofs, the (cosigned)
+    checkpoint, the log's and witnesses' keys, and a consistency proof to the
+    newest checkpoint."""
+    from ironlog.evidence_export import export_evidence, write_bundle
+    from ironlog.timeparse import parse_time
+
+    tenant, _, name = _split(path)
+    now = now_us()
+    bundle = export_evidence(
+        _open(ctx),
+        tenant,
+        name,
+        indexes,
+        parse_time(from_, now) if from_ else None,
+        parse_time(to, now) if to else None,
+    )
+    write_bundle(bundle, output)
+    how = "witnessed" if bundle["witnessed"] else "log-signed"
+    click.echo(f"wrote {output}: {len(bundle['entries'])} entries, {how} checkpoint")
+
+
+@evidence_group.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--vkey", "vkey_", help="The log's verifier key to trust (else the file's).")
+@click.option("--witness-vkey", multiple=True, help="A witness key to trust (repeatable).")
+@click.option("--quorum", type=click.IntRange(min=0), help="Cosignatures needed.")
+@_errors
+def evidence_verify(
+    file: str, vkey_: str | None, witness_vkey: tuple[str, ...], quorum: int | None
+) -> None:
+    """Check a bundle offline; says what holds and what does not (exit 1 if not).
+    Needs only the pure core: ``python -m ironlog.evidence verify FILE`` is the same."""
+    from ironlog.evidence import main as evidence_main
+
+    args = ["verify", file]
+    if vkey_:
+        args += ["--vkey", vkey_]
+    for w in witness_vkey:
+        args += ["--witness-vkey", w]
+    if quorum is not None:
+        args += ["--quorum", str(quorum)]
+    raise SystemExit(evidence_main(args))
 
 
 @main.group("witness")

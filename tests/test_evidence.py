@@ -1,0 +1,107 @@
+"""Evidence bundles and .tlog-proof files, exported by the CLI and checked
+offline — also in a virtualenv that has only the pure core."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN
+
+
+def _cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> tuple[Path, str]:
+    data = tmp_path / "data"
+    _cli(data, "init")
+    out = _cli(data, "log", "create", "acme/pay").stdout
+    vkey = out.split("vkey: ")[1].strip()
+    events = "".join(json.dumps({"actor": f"u{i}", "n": i}) + "\n" for i in range(10))
+    subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "append", "acme/pay"],
+        input=events, text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    return data, vkey
+
+
+def test_export_and_verify(log: tuple[Path, str], tmp_path: Path, pure_python: str) -> None:
+    data, vkey = log
+    ev = tmp_path / "ev.json"
+    out = _cli(data, "evidence", "export", "acme/pay", "--output", str(ev), "--index", "1",
+               "--index", "3")  # fmt: skip
+    assert "2 entries, log-signed checkpoint" in out.stdout
+    # More entries after the export's checkpoint: a second export shows consistency.
+    subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "append", "acme/pay"],
+        input='{"n": 10}\n', text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    bundle = json.loads(ev.read_text())
+    assert [e["index"] for e in bundle["entries"]] == [1, 3]
+    assert json.loads(bundle["entries"][1]["entry"])["actor"] == "u3"
+    r = _cli(data, "evidence", "verify", str(ev), "--vkey", vkey)
+    assert r.returncode == 0 and "RESULT: everything holds" in r.stdout
+    assert "2 entries: each is in the checkpoint's tree" in r.stdout
+    assert "the log operator alone vouches" in r.stdout
+    by_time = tmp_path / "t.json"
+    _cli(data, "evidence", "export", "acme/pay", "--output", str(by_time), "--from", "1h")
+    assert len(json.loads(by_time.read_text())["entries"]) == 11
+    # Offline, with only the pure core installed.
+    pure = subprocess.run(
+        [pure_python, "-m", "ironlog.evidence", "verify", str(ev), "--vkey", vkey],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert pure.returncode == 0 and "RESULT: everything holds" in pure.stdout, pure.stderr
+    # Tampering is caught, and named.
+    for change, expect in (
+        (lambda b: b["entries"][1].update(entry=b["entries"][1]["entry"].replace("u3", "u4")),
+         "FAIL  entry 3: not in the checkpoint's tree"),
+        (lambda b: b.update(checkpoint=b["checkpoint"].replace("\n10\n", "\n12\n")),
+         "FAIL  checkpoint: log signature does not verify"),
+        (lambda b: b["entries"][0]["inclusion_proof"].reverse(), "FAIL  entry 1"),
+    ):  # fmt: skip
+        bad = json.loads(ev.read_text())
+        change(bad)
+        f = tmp_path / "bad.json"
+        f.write_text(json.dumps(bad))
+        r = subprocess.run(
+            [pure_python, "-m", "ironlog.evidence", "verify", str(f), "--vkey", vkey],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert r.returncode == 1 and expect in r.stdout, r.stdout
+        assert "evidence does NOT hold" in r.stdout
+    other = _cli(tmp_path / "data", "log", "create", "acme/other").stdout.split("vkey: ")[1]
+    r = _cli(data, "evidence", "verify", str(ev), "--vkey", other.strip(), check=False)
+    assert r.returncode == 1 and "does not verify" in r.stdout
+    r = _cli(data, "evidence", "export", "acme/pay", "--output", str(ev), "--index", "99",
+             check=False)  # fmt: skip
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "junk.json").write_text("{nope")
+    r = _cli(data, "evidence", "verify", str(tmp_path / "junk.json"), check=False)
+    assert r.returncode == 2 and "not JSON" in r.stderr
+
+
+def test_proof_verify(log: tuple[Path, str], tmp_path: Path) -> None:
+    data, vkey = log
+    proof = tmp_path / "e4.tlog-proof"
+    proof.write_text(_cli(data, "proof", "acme/pay", "--index", "4").stdout)
+    entry = tmp_path / "e4.json"
+    q = _cli(data, "query", "acme/pay", "--format", "ndjson").stdout.splitlines()[4]
+    row = json.loads(q)
+    entry.write_text(json.dumps(row["entry"], separators=(",", ":"), sort_keys=True))
+    r = _cli(data, "proof", "verify", str(proof), "--entry", str(entry), "--vkey", vkey)
+    assert r.returncode == 0 and "the entry is leaf 4" in r.stdout
+    entry.write_text(entry.read_text().replace("u4", "u5"))
+    r = _cli(data, "proof", "verify", str(proof), "--entry", str(entry), "--vkey", vkey,
+             check=False)  # fmt: skip
+    assert r.returncode == 1 and "FAIL" in r.stdout and "inclusion proof" in r.stdout
