@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: test lint typecheck pytest bench clean install docs serve sysdeps
 
 # Debian packages the tests drive as real peers: rsyslog (+ its OpenSSL TLS
-# driver) forwards to the syslog listeners, util-linux's logger sends to them.
-DEBS := rsyslog rsyslog-openssl bsdutils
+# driver) forwards to the syslog listeners, util-linux's logger sends to them;
+# SoftHSM2 is the PKCS#11 token the HSM signer is tested against.
+DEBS := rsyslog rsyslog-openssl bsdutils softhsm2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

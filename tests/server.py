@@ -43,13 +43,18 @@ def run_server(
     scheme: str = "http",
     verify: ssl.SSLContext | bool = True,
     port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """Start ``ironlog serve`` as a user would, wait until it answers, stop it after.
 
     On a data directory that was served before, no keys are printed: the
     Server then has empty ``operator``/``demo``."""
     port = port or _free_port()
-    env = {**os.environ, "IRONLOG_VERIFY_INTERVAL": "0.2", "IRONLOG_FULL_VERIFY_INTERVAL": "1"}
+    env = {
+        **(env or os.environ),
+        "IRONLOG_VERIFY_INTERVAL": "0.2",
+        "IRONLOG_FULL_VERIFY_INTERVAL": "1",
+    }
     proc = subprocess.Popen(
         [str(BIN / "ironlog"), "--data", str(data), "serve", "--port", str(port), *args],
         env=env,

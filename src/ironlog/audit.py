@@ -78,7 +78,7 @@ def _checkpoints(lg: Log, report: AuditReport, min_size: int) -> Iterator[tuple[
         if size > report.size:
             return  # signed after the audit started
         try:
-            cp = open_checkpoint(note, lg.verifier).checkpoint
+            cp = open_checkpoint(note, lg.verifiers).checkpoint
         except IronlogError as e:
             raise _Stop(Problem("checkpoint", f"size {size}", f"does not verify: {e}")) from e
         if cp.size != size:
@@ -231,7 +231,7 @@ def _audit(
         raise _Stop(Problem("head", lg.info.path, "root differs from the entries"))
     if size:
         try:
-            cp = open_checkpoint(head.checkpoint, lg.verifier).checkpoint
+            cp = open_checkpoint(head.checkpoint, lg.verifiers).checkpoint
         except IronlogError as e:
             raise _Stop(Problem("head", lg.info.path, f"checkpoint does not verify: {e}")) from e
         if (cp.size, cp.root) != (size, head.root):

@@ -537,6 +537,64 @@ def tenant_list(ctx: click.Context) -> None:
         click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
 
 
+@tenant_group.command("keys")
+@click.argument("tenant")
+@click.pass_context
+@_errors
+def tenant_keys(ctx: click.Context, tenant: str) -> None:
+    """List TENANT's checkpoint-signing keys (fingerprint, kind, created, retired)."""
+    from ironlog.entry import format_time
+
+    for k in _open(ctx).signing_keys(tenant):
+        retired = format_time(k.retired_us) if k.retired_us else "active"
+        click.echo(f"{k.fingerprint}\t{k.kind}\t{format_time(k.created_us)}\t{retired}")
+
+
+@tenant_group.command("rotate-key")
+@click.argument("tenant")
+@click.option("--pkcs11-module", help="PKCS#11 library: generate the new key in that token.")
+@click.option("--pkcs11-token", help="Token label.")
+@click.option("--pkcs11-label", help="Label for the new key in the token.")
+@click.pass_context
+@_errors
+def tenant_rotate_key(
+    ctx: click.Context,
+    tenant: str,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pkcs11_label: str | None,
+) -> None:
+    """Add a new signing key for TENANT.  Old and new keys both sign every
+    checkpoint until the old one is retired (retire-key).  With --pkcs11-*, the
+    key is generated in the token and never leaves it (PIN: IRONLOG_PKCS11_PIN)."""
+    from ironlog.signers import Pkcs11Ref
+
+    given = [pkcs11_module, pkcs11_token, pkcs11_label]
+    if any(given) and not all(given):
+        raise click.UsageError("--pkcs11-module, --pkcs11-token and --pkcs11-label go together")
+    ref = (
+        Pkcs11Ref(str(pkcs11_module), str(pkcs11_token), str(pkcs11_label)) if all(given) else None
+    )
+    il = _open(ctx)
+    rec = il.rotate_signing_key(tenant, ref)
+    click.echo(f"new signing key {rec.fingerprint} ({rec.kind}); now signing with:", err=True)
+    for info in il.list_logs(tenant):
+        for v in il.log(info.tenant, info.name).keys.published():
+            if v["retired_us"] is None:
+                click.echo(f"{info.path}\t{v['fingerprint']}\t{v['vkey']}")
+
+
+@tenant_group.command("retire-key")
+@click.argument("tenant")
+@click.argument("fingerprint")
+@click.pass_context
+@_errors
+def tenant_retire_key(ctx: click.Context, tenant: str, fingerprint: str) -> None:
+    """Stop signing with a key; checkpoints it signed still verify with it."""
+    _open(ctx).retire_signing_key(tenant, fingerprint)
+    click.echo(f"retired {fingerprint}")
+
+
 @main.group("key")
 def key_group() -> None:
     """Manage API keys."""

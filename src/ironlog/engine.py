@@ -29,6 +29,7 @@ from ironlog.errors import (
 )
 from ironlog.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.note import Checkpoint, Signer, Verifier, open_checkpoint
+from ironlog.signers import KeyRing
 from ironlog.store.base import DuplicateRequestError, Head, LogInfo, LogStore, Query
 from ironlog.tiles import TILE_HEIGHT, TILE_WIDTH, NodeReader, TileBuilder, encode_bundle
 from ironlog.tlogproof import TlogProof
@@ -275,11 +276,12 @@ class LogWriter:
 class Log:
     """One log of one tenant: appends, reads, proofs and its integrity state."""
 
-    def __init__(self, info: LogInfo, store: LogStore, signer: Signer) -> None:
+    def __init__(self, info: LogInfo, store: LogStore, signer: Signer | KeyRing) -> None:
         self.info = info
         self.store = store
-        self.signer = signer.for_name(info.origin)
-        self.verifier: Verifier = self.signer.verifier()
+        self.keys = (
+            signer if isinstance(signer, KeyRing) else KeyRing.static(signer.for_name(info.origin))
+        )
         self._nodes = NodeReader(store.tile)
         self._nodes_lock = threading.Lock()
         self._writer: LogWriter | None = None
@@ -305,7 +307,7 @@ class Log:
         if self.store.checkpoint(head.size) != head.checkpoint:
             raise IntegrityError(f"{where}: head does not match the stored checkpoint")
         try:
-            cp = open_checkpoint(head.checkpoint, self.verifier).checkpoint
+            cp = open_checkpoint(head.checkpoint, self.verifiers).checkpoint
         except IronlogError as e:
             raise IntegrityError(f"{where}: last checkpoint does not verify: {e}") from e
         if cp.size != head.size or cp.root != head.root:
@@ -341,8 +343,19 @@ class Log:
             raise IntegrityError(f"log {self.info.path} refuses writes: {self.unhealthy}")
 
     # -- writing ---------------------------------------------------------------
+    @property
+    def verifier(self) -> Verifier:
+        """The newest active signing key (what new verifiers should pin)."""
+        return self.keys.primary()
+
+    @property
+    def verifiers(self) -> list[Verifier]:
+        """Every key this log's checkpoints were ever signed with."""
+        return self.keys.verifiers()
+
     def sign(self, size: int, root: bytes) -> str:
-        return Checkpoint(self.info.origin, size, root).sign(self.signer)
+        """Every active key signs (old and new, during a key rotation)."""
+        return Checkpoint(self.info.origin, size, root).sign(*self.keys.signers())
 
     def _writer_(self) -> LogWriter:
         if self._writer is None:

@@ -5,6 +5,7 @@ This is the library's front door; the CLI and the service are thin layers on it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -14,15 +15,17 @@ from typing import Any
 
 from ironlog.engine import Log
 from ironlog.entry import now_us
-from ironlog.errors import ConfigurationError, NotFoundError
+from ironlog.errors import ConfigurationError, ConflictError, InvalidRequestError, NotFoundError
 from ironlog.keys import MasterKey, create_master_key, load_master_key
-from ironlog.note import Signer
+from ironlog.note import NoteSigner, Signer
 from ironlog.policy import WitnessPolicy, parse_policy
+from ironlog.signers import KeyRing, Pkcs11Ref, Pkcs11Signer, fingerprint, pkcs11_generate
 from ironlog.store.base import (
     DEFAULT_INDEXES,
     Driver,
     Durability,
     LogInfo,
+    SigningKeyRecord,
     TenantRecord,
     check_name,
 )
@@ -88,20 +91,80 @@ class Ironlog:
             public_key=signer.public,
         )
         self.control.create_tenant(record)
+        self.control.add_signing_key(self._local_key_record(record))
         return record
+
+    @staticmethod
+    def _local_key_record(rec: TenantRecord) -> SigningKeyRecord:
+        return SigningKeyRecord(
+            rec.name,
+            fingerprint(rec.public_key),
+            "local",
+            rec.key_encrypted,
+            rec.public_key,
+            rec.created_us,
+        )
+
+    # -- signing keys ----------------------------------------------------------------
+    def signing_keys(self, tenant: str) -> list[SigningKeyRecord]:
+        """The tenant's signing keys, oldest first (data directories from before
+        key rotation get their one key recorded here on first use)."""
+        keys = self.control.signing_keys(tenant)
+        if not keys:
+            with contextlib.suppress(ConflictError):  # another process did it
+                self.control.add_signing_key(self._local_key_record(self.tenant(tenant)))
+            keys = self.control.signing_keys(tenant)
+        return keys
+
+    def rotate_signing_key(self, tenant: str, pkcs11: Pkcs11Ref | None = None) -> SigningKeyRecord:
+        """Add a new active key: from now on old and new keys both sign every
+        checkpoint, until the old one is retired."""
+        self.signing_keys(tenant)
+        if pkcs11 is not None:
+            public = pkcs11_generate(pkcs11)
+            rec = SigningKeyRecord(
+                tenant, fingerprint(public), "pkcs11", pkcs11.dumps(), public, now_us()
+            )
+        else:
+            signer = Signer.generate(f"{self.origin_prefix}/{tenant}")
+            sealed = self.master.seal(signer.seed, b"tenant-key:" + tenant.encode())
+            rec = SigningKeyRecord(
+                tenant, fingerprint(signer.public), "local", sealed, signer.public, now_us()
+            )
+        self._open_signer(rec, f"{self.origin_prefix}/{tenant}")  # proves it can sign
+        self.control.add_signing_key(rec)
+        return rec
+
+    def retire_signing_key(self, tenant: str, fp: str) -> None:
+        """Stop signing with ``fp``; it still verifies the checkpoints it signed."""
+        active = [k for k in self.signing_keys(tenant) if k.retired_us is None]
+        if [k.fingerprint for k in active] == [fp]:
+            raise InvalidRequestError("cannot retire the only active signing key: rotate first")
+        self.control.retire_signing_key(tenant, fp, now_us())
+
+    def _open_signer(self, rec: SigningKeyRecord, name: str) -> NoteSigner:
+        signer: NoteSigner
+        if rec.kind == "local":
+            seed = self.master.open(rec.ref, b"tenant-key:" + rec.tenant.encode())
+            signer = Signer(name, seed)
+        elif rec.kind == "pkcs11":
+            signer = Pkcs11Signer(name, Pkcs11Ref.loads(rec.ref), rec.public_key)
+        else:
+            raise ConfigurationError(f"unknown signing key kind {rec.kind!r}")
+        probe = b"ironlog signing-key self-test\n"
+        if signer.public != rec.public_key or not signer.verifier().verify(
+            probe, signer.sign(probe)
+        ):
+            raise ConfigurationError(
+                f"tenant {rec.tenant!r} signing key {rec.fingerprint} does not match its record"
+            )
+        return signer
 
     def tenant(self, name: str) -> TenantRecord:
         rec = self.control.get_tenant(name)
         if rec is None:
             raise NotFoundError(f"tenant {name!r} does not exist")
         return rec
-
-    def _tenant_signer(self, rec: TenantRecord) -> Signer:
-        seed = self.master.open(rec.key_encrypted, b"tenant-key:" + rec.name.encode())
-        signer = Signer(f"{self.origin_prefix}/{rec.name}", seed)
-        if signer.public != rec.public_key:
-            raise ConfigurationError(f"tenant {rec.name!r} signing key does not match its record")
-        return signer
 
     # -- logs ------------------------------------------------------------------
     def create_log(
@@ -143,8 +206,13 @@ class Ironlog:
             lg = self._logs.get(key)
             if lg is None:
                 info = self.log_info(tenant, name)
-                signer = self._tenant_signer(self.tenant(tenant))
-                lg = Log(info, self.driver.open_log(info), signer)
+                self.tenant(tenant)
+                ring = KeyRing(
+                    info.origin,
+                    lambda t=tenant: self.signing_keys(t),  # type: ignore[misc]
+                    self._open_signer,
+                )
+                lg = Log(info, self.driver.open_log(info), ring)
                 lg.commit_observers.extend(self.commit_observers)
                 self._logs[key] = lg
             return lg

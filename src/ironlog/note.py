@@ -10,8 +10,9 @@ import base64
 import binascii
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Protocol, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -238,7 +239,21 @@ def parse_note(data: bytes | str) -> Note:
     return Note(text, tuple(sigs))
 
 
-def sign_note(text: str, *signers: Signer) -> str:
+class NoteSigner(Protocol):
+    """Anything that signs notes as a named Ed25519 key: the in-process
+    :class:`Signer`, or a key in an HSM (``ironlog.signers``)."""
+
+    name: str
+    key_id: int
+    public: bytes
+
+    def sign(self, message: bytes) -> bytes: ...
+    def sign_line(self, text: bytes) -> str: ...
+    def verifier(self) -> Verifier: ...
+    def vkey(self) -> str: ...
+
+
+def sign_note(text: str, *signers: NoteSigner) -> str:
     _check_text(text)
     raw = text.encode()
     return text + "\n" + "".join(s.sign_line(raw) for s in signers)
@@ -277,7 +292,7 @@ class Checkpoint:
         ext = "".join(e + "\n" for e in self.extensions)
         return f"{self.origin}\n{self.size}\n{b64encode(self.root)}\n{ext}"
 
-    def sign(self, *signers: Signer) -> str:
+    def sign(self, *signers: NoteSigner) -> str:
         return sign_note(self.body(), *signers)
 
 
@@ -311,11 +326,13 @@ class SignedCheckpoint:
         return self.note.to_str()
 
 
-def open_checkpoint(data: bytes | str, verifier: Verifier) -> SignedCheckpoint:
-    """Verify a signed checkpoint against the log's key; its origin must be the key name."""
-    note, signers = open_note(data, [verifier])
+def open_checkpoint(data: bytes | str, verifier: Verifier | Sequence[Verifier]) -> SignedCheckpoint:
+    """Verify a signed checkpoint against the log's key (or any of its keys, old
+    and new, across a rotation); its origin must be the key name."""
+    keys = [verifier] if isinstance(verifier, Verifier) else list(verifier)
+    note, signers = open_note(data, keys)
     cp = parse_checkpoint(note.text)
-    if cp.origin != verifier.name:
+    if any(cp.origin != v.name for v in signers):
         raise VerificationError(f"checkpoint origin {cp.origin!r} is not the key name")
     return SignedCheckpoint(cp, note, tuple(signers))
 

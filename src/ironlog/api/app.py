@@ -194,6 +194,7 @@ def _log_json(lg: Any) -> dict[str, Any]:
         "name": info.name,
         "origin": info.origin,
         "vkey": lg.verifier.vkey(),
+        "vkeys": lg.keys.published(),
         "size": head.size,
         "durability": str(info.durability),
         "indexes": list(info.indexes),
@@ -257,6 +258,39 @@ async def create_key(request: Request[Any, Any, Any], tenant: str) -> Response[b
         tenant, parse_scopes(data.scopes), data.name, data.expires_in, data.log
     )
     return json_response({"key": secret, **key_json(rec)}, 201)
+
+
+@get("/v1/tenants/{tenant:str}/signing-keys", sync_to_thread=True)
+def list_signing_keys(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    principal(request).require("admin", tenant)
+    return json_response(
+        {"keys": [_signing_key_json(k) for k in state(request).il.signing_keys(tenant)]}
+    )
+
+
+@post("/v1/tenants/{tenant:str}/signing-keys/rotate", sync_to_thread=True)
+def rotate_signing_key(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    """A new in-process key; old and new both sign until the old one is retired.
+    (Keys in a PKCS#11 token are added by the operator with the CLI.)"""
+    principal(request).require("admin", tenant)
+    rec = state(request).il.rotate_signing_key(tenant)
+    return json_response(_signing_key_json(rec), 201)
+
+
+@post("/v1/tenants/{tenant:str}/signing-keys/{fp:str}/retire", sync_to_thread=True)
+def retire_signing_key(request: Request[Any, Any, Any], tenant: str, fp: str) -> Response[bytes]:
+    principal(request).require("admin", tenant)
+    state(request).il.retire_signing_key(tenant, fp)
+    return json_response({"retired": fp})
+
+
+def _signing_key_json(k: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": k.fingerprint,
+        "kind": k.kind,
+        "created_us": k.created_us,
+        "retired_us": k.retired_us,
+    }
 
 
 @get("/v1/tenants/{tenant:str}/keys", sync_to_thread=True)
@@ -529,6 +563,9 @@ def create_app(
             list_logs,
             create_key,
             list_keys,
+            list_signing_keys,
+            rotate_signing_key,
+            retire_signing_key,
             rotate_key,
             revoke_key,
             log_info,

@@ -61,6 +61,22 @@ class TenantRecord:
     public_key: bytes
 
 
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    """One of a tenant's checkpoint-signing keys.  ``kind`` "local": ``ref`` is
+    the seed sealed under the master key; "pkcs11": ``ref`` is JSON naming the
+    module, token and key label (the private key never leaves the token).
+    Active until ``retired_us``; while several are active, all sign."""
+
+    tenant: str
+    fingerprint: str  # hex SHA-256 of the public key, first 16 digits
+    kind: str
+    ref: bytes
+    public_key: bytes
+    created_us: int
+    retired_us: int | None = None
+
+
 INDEXABLE_FIELDS = ("actor", "action", "resource", "outcome")
 DEFAULT_INDEXES: tuple[str, ...] = ()  # see docs/architecture.md, "Indexed fields"
 
@@ -278,6 +294,17 @@ class ControlStore(ABC):
         self, key_id: str, *, expires_us: int | None = None, revoked_us: int | None = None
     ) -> None:
         """Set an expiry and/or a revocation time (None leaves it unchanged)."""
+
+    @abstractmethod
+    def add_signing_key(self, record: SigningKeyRecord) -> None: ...
+
+    @abstractmethod
+    def signing_keys(self, tenant: str) -> list[SigningKeyRecord]:
+        """Oldest first."""
+
+    @abstractmethod
+    def retire_signing_key(self, tenant: str, fingerprint: str, when_us: int) -> None:
+        """NotFoundError if there is no such active key."""
 
     @abstractmethod
     def add_cosignatures(

@@ -35,6 +35,7 @@ from ironlog.store.base import (
     LogStore,
     Query,
     SignFn,
+    SigningKeyRecord,
     TenantRecord,
     parse_indexes,
 )
@@ -81,6 +82,11 @@ CREATE TABLE IF NOT EXISTS logs(
     indexes TEXT NOT NULL DEFAULT '',
     public INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(tenant, name)
+);
+CREATE TABLE IF NOT EXISTS signing_keys(
+    tenant TEXT NOT NULL REFERENCES tenants(name), fingerprint TEXT NOT NULL,
+    kind TEXT NOT NULL, ref BLOB NOT NULL, public_key BLOB NOT NULL,
+    created_us INTEGER NOT NULL, retired_us INTEGER, PRIMARY KEY(tenant, fingerprint)
 );
 CREATE TABLE IF NOT EXISTS cosignatures(
     tenant TEXT NOT NULL, log TEXT NOT NULL, size INTEGER NOT NULL, witness TEXT NOT NULL,
@@ -448,6 +454,40 @@ class SqliteControlStore(ControlStore):
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+
+    def add_signing_key(self, record: SigningKeyRecord) -> None:
+        self._exec(
+            "INSERT INTO signing_keys VALUES (?,?,?,?,?,?,?)",
+            (
+                record.tenant,
+                record.fingerprint,
+                record.kind,
+                record.ref,
+                record.public_key,
+                record.created_us,
+                record.retired_us,
+            ),
+        )
+
+    def signing_keys(self, tenant: str) -> list[SigningKeyRecord]:
+        rows = self._all(
+            "SELECT * FROM signing_keys WHERE tenant=? ORDER BY created_us, fingerprint", (tenant,)
+        )
+        return [
+            SigningKeyRecord(r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), r[5], r[6]) for r in rows
+        ]
+
+    def retire_signing_key(self, tenant: str, fingerprint: str, when_us: int) -> None:
+        row = self._one(
+            "SELECT 1 FROM signing_keys WHERE tenant=? AND fingerprint=? AND retired_us IS NULL",
+            (tenant, fingerprint),
+        )
+        if row is None:
+            raise NotFoundError(f"tenant {tenant!r} has no active signing key {fingerprint}")
+        self._exec(
+            "UPDATE signing_keys SET retired_us=? WHERE tenant=? AND fingerprint=?",
+            (when_us, tenant, fingerprint),
+        )
 
     KEEP_COSIGNED_SIZES = 64
 
