@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ironlog import merkle, note, tiles, tlogproof
+from tests.pki import CA
 from tests.server import Server, run_server
 
 
@@ -357,41 +358,12 @@ def test_rate_limit(tmp_path: Path) -> None:
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    """A server certificate for 127.0.0.1 and its CA (returned as the cert to trust)."""
+    ca = CA(tmp)
+    cert, key = ca.issue("127.0.0.1")
+    chain = tmp / "chain.pem"
+    chain.write_bytes(cert.read_bytes() + ca.path.read_bytes())
+    return chain, key
 
 
 def test_tls_and_two_workers_share_one_log(tmp_path: Path) -> None:

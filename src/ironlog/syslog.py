@@ -110,10 +110,17 @@ def _rfc5424(full: str) -> dict[str, Any]:
         if pos == 0 or (pos < len(rest) and rest[pos] != " "):
             return _rfc5424_slow(full)
         rest = rest[pos:]
+    return _event5424((ts, host, app, procid, msgid), sd, rest)
+
+
+def _event5424(
+    head: tuple[str | None, ...], sd: dict[str, dict[str, str]], rest: str
+) -> dict[str, Any]:
     if rest.startswith(" "):
         rest = rest[1:]
     elif rest:
         raise SyslogError("no space after structured data")
+    ts, host, app, procid, msgid = head
     return {
         "syslog": "rfc5424",
         "timestamp": ts,
@@ -135,20 +142,7 @@ def _rfc5424_slow(rest: str) -> dict[str, Any]:
     procid, rest = _field(rest, "procid", 128)
     msgid, rest = _field(rest, "msgid", 32)
     sd, rest = _structured_data(rest)
-    if rest.startswith(" "):
-        rest = rest[1:]
-    elif rest:
-        raise SyslogError("no space after structured data")
-    return {
-        "syslog": "rfc5424",
-        "timestamp": ts,
-        "hostname": host,
-        "app_name": app,
-        "procid": procid,
-        "msgid": msgid,
-        "structured_data": sd,
-        "message": rest.removeprefix(BOM),
-    }
+    return _event5424((ts, host, app, procid, msgid), sd, rest)
 
 
 def _structured_data(s: str) -> tuple[dict[str, dict[str, str]], str]:
