@@ -824,8 +824,10 @@ def witness_keygen(name: str, output: Path | None) -> None:
     metavar="ORIGIN=VKEY",
     help="A log to witness and its verifier key (repeatable).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8090, show_default=True, help="Port to bind."
+)
 @_errors
 def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str, port: int) -> None:
     """Serve POST /add-checkpoint and GET /checkpoint/<origin>."""
