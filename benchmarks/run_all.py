@@ -9,6 +9,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
-    for script in ["bench_engine.py", "bench_indexes.py", "bench_http.py"]:
+    for script in ["bench_engine.py", "bench_indexes.py", "bench_http.py", "bench_ingest.py"]:
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script)], check=True)
