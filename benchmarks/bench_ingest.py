@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--handler-calls", type=int, default=100_000)
     ap.add_argument("--udp-rate", type=float, default=10_000, help="paced UDP send rate")
+    ap.add_argument(
+        "--only", choices=["tcp", "udp", "otlp", "handler"], action="append", help="repeatable"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ironlog-ingest-", dir=os.environ.get("IRONLOG_BENCH_DIR")))
     data = tmp / "data"
@@ -226,23 +229,30 @@ def main() -> None:
         ]  # fmt: skip
         with server(data, args.workers, *listen) as (url, key):
             per = args.messages // args.connections
-            results["syslog_tcp"] = bench_tcp(data, tcp, args.connections, per)
-            results["syslog_udp_paced"] = bench_udp(data, udp, args.messages // 4, args.udp_rate)
-            results["syslog_udp_blast"] = bench_udp(data, udp, args.messages // 4, None)
-            if shutil.which("wrk"):
+            only = set(args.only or ["tcp", "udp", "otlp", "handler"])
+            if "tcp" in only:
+                results["syslog_tcp"] = bench_tcp(data, tcp, args.connections, per)
+            if "udp" in only:
+                n = args.messages // 4
+                results["syslog_udp_paced"] = bench_udp(data, udp, n, args.udp_rate)
+                results["syslog_udp_blast"] = bench_udp(data, udp, n, None)
+            if "otlp" in only and shutil.which("wrk"):
                 results["otlp_protobuf_1000_records_8_connections"] = bench_otlp(
                     tmp, url, key, args.seconds
                 )
-            results["logging_handler"] = bench_handler(url, key, args.handler_calls, tmp)
-        results["library_append_batch_1000"] = bench_library(data, args.messages)
-        lib = results["library_append_batch_1000"]["messages_per_s"]
-        results["ratio_syslog_tcp_to_library"] = round(
-            results["syslog_tcp"]["messages_per_s"] / lib, 2
-        )
-        h = results["logging_handler"]
-        results["ratio_handler_to_nullhandler"] = round(
-            h["ironlog_handler_us_per_call"] / h["nullhandler_us_per_call"], 2
-        )
+            if "handler" in only:
+                results["logging_handler"] = bench_handler(url, key, args.handler_calls, tmp)
+        if "syslog_tcp" in results:
+            results["library_append_batch_1000"] = bench_library(data, args.messages)
+            lib = results["library_append_batch_1000"]["messages_per_s"]
+            results["ratio_syslog_tcp_to_library"] = round(
+                results["syslog_tcp"]["messages_per_s"] / lib, 2
+            )
+        if "logging_handler" in results:
+            h = results["logging_handler"]
+            results["ratio_handler_to_nullhandler"] = round(
+                h["ironlog_handler_us_per_call"] / h["nullhandler_us_per_call"], 2
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = Path(__file__).resolve().parent / "results"

@@ -123,8 +123,8 @@ class Shipper:
             self._spool([self._event(item)])  # bounded memory, nothing lost
             return
         q.append(item)
-        if len(q) >= self.batch_size:
-            self._wake.set()
+        if len(q) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()  # set() takes a lock: only when the sender sleeps
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send what is queued and what the spool holds.  True once both are
