@@ -47,6 +47,15 @@ def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
             )
         wvs = [note.Verifier.from_vkey(w.vkey) for w in ws]
         conf = {"witnesses": [{"url": w.url, "vkey": w.vkey} for w in ws]}
+        c.post("/v1/logs/wit/app/entries", json={"before": "witnesses"})
+        published: list[int] = []
+
+        def tiles_size() -> int:
+            text = c.get("/logs/wit/app/checkpoint").text
+            published.append(note.parse_checkpoint(note.parse_note(text).text).size)
+            return published[-1]
+
+        assert tiles_size() == 1
         r = c.put("/v1/tenants/wit/logs/app/witnesses", json=conf)
         assert r.status_code == 200 and r.json()["policy"]["quorum"] == 2, r.text
         # Bad settings are 400s.
@@ -60,6 +69,8 @@ def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
         )
         log_key = note.Verifier.from_vkey(vkey)
         for i in range(3):
+            c.post("/v1/logs/wit/app/entries", json={"unwitnessed": i})
+            tiles_size()  # never below what was published before the witnesses
             r = c.post("/v1/logs/wit/app/entries", params={"witnessed": "true"}, json={"n": i})
             assert r.status_code == 201, r.text
             body = r.json()
@@ -84,6 +95,8 @@ def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
         # The tiles checkpoint carries both cosignatures; the log info the status.
         cp = note.parse_note(c.get("/logs/wit/app/checkpoint").text)
         assert note.cosigners(cp, wvs) == wvs
+        tiles_size()
+        assert published == sorted(published) and published[0] == 1, published
         info = c.get("/v1/logs/wit/app").json()
         assert set(info["witness_status"]) == {"witness.test/w1", "witness.test/w2"}
         assert all(st["last_error"] is None for st in info["witness_status"].values())
@@ -105,9 +118,10 @@ def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
         assert r2.returncode == 1 and "FAIL  checkpoint: cosigned by 1 witnesses" in r2.stdout
         _snapshot(db, snap)
         c.post("/v1/logs/wit/app/entries", json={"n": 4})
+        size = c.get("/v1/logs/wit/app").json()["size"]
         _wait(
             lambda: all(
-                st["cosigned_size"] == 5
+                st["cosigned_size"] == size
                 for st in c.get("/v1/logs/wit/app").json()["witness_status"].values()
             )
         )

@@ -226,7 +226,27 @@ class Ironlog:
     # -- witnesses -----------------------------------------------------------------
     def set_witnesses(self, tenant: str, name: str, policy: WitnessPolicy) -> None:
         self.log_info(tenant, name)
+        # The tree size when the policy took effect: the published checkpoint
+        # never goes below it (see published_checkpoint).
+        size = self.log(tenant, name).head().size
+        self.control.set_setting(f"witnesses_from:{tenant}/{name}", str(size))
         self.control.set_setting(f"witnesses:{tenant}/{name}", policy.dumps())
+
+    def published_checkpoint(self, tenant: str, name: str) -> str | None:
+        """What the tlog-tiles checkpoint endpoint serves.  Without witnesses:
+        the latest checkpoint.  With them: the newest one that satisfies the
+        policy, with its cosignatures — but never one older than the checkpoint
+        the log had when its witnesses were set, so the published size never
+        steps back (None while a log that was empty then has none yet)."""
+        lg = self.log(tenant, name)
+        policy = self.witness_policy(tenant, name)
+        if policy is None or not policy.witnesses:
+            return lg.checkpoint()
+        floor = int(self.control.get_setting(f"witnesses_from:{tenant}/{name}") or 0)
+        witnessed = self.witnessed_checkpoint(tenant, name, floor)
+        if witnessed is not None:
+            return witnessed[1]
+        return lg.store.checkpoint(floor) if floor else None
 
     def witness_policy(self, tenant: str, name: str) -> WitnessPolicy | None:
         raw = self.control.get_setting(f"witnesses:{tenant}/{name}")

@@ -57,9 +57,10 @@ def consistency(
 def tiles_checkpoint(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
     """The latest checkpoint; for a log with witnesses, the newest one whose
     cosignatures satisfy its policy (with them), once there is one."""
-    lg = _tiles_log(request, tenant, name)
-    witnessed = state(request).il.witnessed_checkpoint(tenant, name)
-    text = witnessed[1] if witnessed is not None else lg.checkpoint()
+    _tiles_log(request, tenant, name)
+    text = state(request).il.published_checkpoint(tenant, name)
+    if text is None:
+        raise NotFoundError("no witnessed checkpoint yet")
     return Response(
         text.encode(),
         media_type="text/plain; charset=utf-8",
