@@ -33,6 +33,7 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     assert "appended 2 entries" in p.stdout
     assert '"actor":"alice"' in p.stdout
     assert "ok acme/payments: 2 entries" in p.stdout
+    assert "RESULT: everything holds" in p.stdout
     assert (tmp_path / "payments.ndjson").read_text().count("\n") == 1
     assert (
         (tmp_path / "entry0.tlog-proof").read_text().startswith("c2sp.org/tlog-proof@v1\nindex 0\n")
