@@ -31,6 +31,7 @@ from ironlog.policy import WitnessConf, WitnessPolicy
 log = logging.getLogger("ironlog.witnessing")
 MIN_INTERVAL = 1.0
 MAX_BACKOFF = 30.0
+RESCAN = 2.0  # seconds between re-reading which logs have witnesses (and their policies)
 
 
 def _status(w: WitnessConf, size: int | None, error: str | None) -> dict[str, Any]:
@@ -56,6 +57,8 @@ class Witnessing:
         self._stop = threading.Event()
         self._locks: dict[str, IO[bytes]] = {}
         self._states: dict[str, _LogState] = {}
+        self._listed_at = -1e9
+        self._witnessed: list[tuple[str, str, WitnessPolicy]] = []
         self._thread = threading.Thread(target=self._run, name="ironlog-witnessing", daemon=True)
 
     def start(self) -> None:
@@ -77,11 +80,17 @@ class Witnessing:
                 log.warning("witnessing: %s: %s", type(e).__name__, e)
 
     def round(self) -> None:
-        for info in self.il.list_logs():
-            policy = self.il.witness_policy(info.tenant, info.name)
-            if policy is None or not policy.witnesses or not self._own(info.path):
-                continue
-            self.submit(self.il.log(info.tenant, info.name), policy)
+        now = time.monotonic()
+        if now - self._listed_at >= RESCAN:  # which logs have witnesses, re-read now and then
+            self._listed_at = now
+            self._witnessed = []
+            for info in self.il.list_logs():
+                policy = self.il.witness_policy(info.tenant, info.name)
+                if policy is not None and policy.witnesses:
+                    self._witnessed.append((info.tenant, info.name, policy))
+        for tenant, name, policy in self._witnessed:
+            if self._own(f"{tenant}/{name}"):
+                self.submit(self.il.log(tenant, name), policy)
 
     def _own(self, path: str) -> bool:
         """True if this process is the submitter of ``path``."""
