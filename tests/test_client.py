@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog.client import AsyncClient, Client
+from ironlog.client import AsyncClient, Client, verify_entry
 from ironlog.errors import (
     AuthenticationError,
     ForkError,
@@ -61,6 +61,12 @@ def test_client_appends_queries_and_verifies(server: Server, tmp_path: Path) -> 
         assert [e.index for e in c.query("sdk/app", actor="alice")] == [0]
         assert c.entry("sdk/app", 4).event["n"] == 4
         assert c.checkpoint("sdk/app").checkpoint.size == 9
+        assert len(c.consistency_proof("sdk/app", 1, 8)) > 0
+        with pytest.raises(VerificationError, match="no checkpoint of size 3"):
+            c.consistency_proof("sdk/app", 3, 8)
+        proof, cp = c.inclusion_proof("sdk/app", 2, 8)
+        assert cp.checkpoint.size == 8
+        verify_entry(cp, 2, c.entry("sdk/app", 2).entry, proof)
         with pytest.raises(InvalidEntryError):
             c.append("sdk/app", {"received_at": "now"})
         with pytest.raises(NotFoundError):
@@ -125,6 +131,10 @@ def test_async_client(server: Server, tmp_path: Path) -> None:
             await c.append_many("asdk/app", [{"n": 20}, {"n": 21}])
             assert (await c.checkpoint("asdk/app")).checkpoint.size == 22
             assert (await c.entry("asdk/app", 21)).event["n"] == 21
+            sizes = sorted({r.checkpoint.checkpoint.size for r in rs})
+            assert await c.consistency_proof("asdk/app", sizes[0], 22)
+            _, cp = await c.inclusion_proof("asdk/app", 4)
+            assert cp.checkpoint.size == 22
             return [e.index async for e in c.query("asdk/app", page_size=5)]
 
     assert asyncio.run(main()) == list(range(22))

@@ -31,8 +31,10 @@ from ironlog.errors import (
     InvalidRequestError,
     IronlogError,
     UnreachableError,
+    VerificationError,
     error_classes,
 )
+from ironlog.merkle import verify_consistency
 from ironlog.note import SignedCheckpoint, b64decode
 
 _ERRORS = error_classes()
@@ -174,6 +176,35 @@ class _Core:
         verify_entry(cp, index, entry, proof, leaf)
         return Receipt(log, index, entry, leaf or b"", tuple(proof), cp), cp
 
+    def consistency(
+        self, log: str, body: dict[str, Any], size1: int, size2: int
+    ) -> tuple[list[bytes], list[SignedCheckpoint]]:
+        trust = self.trust(log)
+        for key, size in (("from_checkpoint", size1), ("to_checkpoint", size2)):
+            if body.get(key) is None:
+                raise VerificationError(
+                    f"the log signed no checkpoint of size {size}, so this proof cannot be "
+                    "checked here (ask for sizes of checkpoints you hold)"
+                )
+        try:
+            proof = decode_hashes(body["proof"], "consistency proof")
+            old = trust.open(str(body["from_checkpoint"]))
+            new = trust.open(str(body["to_checkpoint"]))
+        except (KeyError, TypeError) as e:
+            raise FormatError(f"malformed consistency proof from the server: {e!r}") from e
+        if (old.checkpoint.size, new.checkpoint.size) != (size1, size2):
+            raise VerificationError("the server proved other tree sizes than asked")
+        verify_consistency(size1, size2, proof, old.checkpoint.root, new.checkpoint.root)
+        return proof, [old, new]
+
+    def inclusion(self, log: str, body: dict[str, Any]) -> tuple[list[bytes], SignedCheckpoint]:
+        try:
+            proof = decode_hashes(body["inclusion_proof"], "inclusion proof")
+            cp = self.trust(log).open(str(body["checkpoint"]))
+        except (KeyError, TypeError) as e:
+            raise FormatError(f"malformed inclusion proof from the server: {e!r}") from e
+        return proof, cp
+
     @staticmethod
     def proof_params(need: ProofNeeded) -> dict[str, int]:
         return {"from_size": need.size1, "to_size": need.size2}
@@ -312,8 +343,25 @@ class Client:
             params["from_index"] = int(body["next_cursor"])
 
     def consistency_proof(self, log: str, size1: int, size2: int) -> list[bytes]:
+        """The proof that the tree of ``size2`` extends that of ``size1``, verified
+        against both (signed) checkpoints, which are checked against the trusted state."""
+        self._prepare(log)
         body = self._get(f"{_split(log)}/proof/consistency", {"from_size": size1, "to_size": size2})
-        return decode_hashes(body.get("proof"), "consistency proof")
+        proof, cps = self._core.consistency(log, body, size1, size2)
+        for cp in cps:
+            self._check(log, cp)
+        return proof
+
+    def inclusion_proof(
+        self, log: str, index: int, size: int | None = None
+    ) -> tuple[list[bytes], SignedCheckpoint]:
+        """The inclusion proof of entry ``index`` and the verified checkpoint it
+        leads to (check it against the entry's bytes with ``verify_entry``)."""
+        self._prepare(log)
+        params = {"index": index, **({"size": size} if size is not None else {})}
+        body = self._get(f"{_split(log)}/proof/inclusion", params)
+        proof, cp = self._core.inclusion(log, body)
+        return proof, self._check(log, cp)
 
 
 class AsyncClient:
@@ -437,7 +485,21 @@ class AsyncClient:
             params["from_index"] = int(body["next_cursor"])
 
     async def consistency_proof(self, log: str, size1: int, size2: int) -> list[bytes]:
+        await self._prepare(log)
         body = await self._get(
             f"{_split(log)}/proof/consistency", {"from_size": size1, "to_size": size2}
         )
-        return decode_hashes(body.get("proof"), "consistency proof")
+        proof, cps = self._core.consistency(log, body, size1, size2)
+        for cp in cps:
+            await self._check(log, cp)
+        return proof
+
+    async def inclusion_proof(
+        self, log: str, index: int, size: int | None = None
+    ) -> tuple[list[bytes], SignedCheckpoint]:
+        await self._prepare(log)
+        params = {"index": index, **({"size": size} if size is not None else {})}
+        body = await self._get(f"{_split(log)}/proof/inclusion", params)
+        proof, cp = self._core.inclusion(log, body)
+        await self._check(log, cp)
+        return proof, cp
