@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ironlog
 
-PURE = ["merkle", "note", "entry", "tiles", "tlogproof", "timeparse", "errors"]
+PURE = ["merkle", "note", "entry", "tiles", "tlogproof", "timeparse", "errors", "syslog", "policy"]
 FORBIDDEN = [
     "sqlite3",
     "socket",
