@@ -455,3 +455,30 @@ def test_listen_option_errors_are_clear(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert r.returncode != 0 and re.search(r"cannot bind", r.stderr), r.stderr
+
+
+_SD_TEXT = st.text(alphabet='ab"]\\= x', max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 200),
+    st.sampled_from(["-", "2026-11-26T10:00:00.5Z", "2026-11-26T10:00:00+02:00", "bad"]),
+    st.lists(st.tuples(st.sampled_from(["a", "b@1", "x y"]), _SD_TEXT), max_size=3),
+    st.text(max_size=20),
+)
+def test_fast_path_agrees_with_the_careful_parser(
+    pri: int, ts: str, params: list[tuple[str, str]], msg: str
+) -> None:
+    """The one-regex fast path for RFC 5424 gives exactly what the
+    field-by-field parser gives (which also explains failures)."""
+    sd = "".join(f'[{k} p="{v}"]' for k, v in params) or "-"
+    raw = f"<{pri}>1 {ts} host app 42 ID {sd} {msg}".encode()
+    fast = syslog.parse(raw)
+    orig = syslog._fast5424
+    try:
+        syslog._fast5424 = lambda text: None  # type: ignore[assignment]
+        careful = syslog.parse(raw)
+    finally:
+        syslog._fast5424 = orig  # type: ignore[assignment]
+    assert fast == careful

@@ -30,6 +30,9 @@ _SD_NAME = re.compile(r'[^\s=\]"]{1,32}')
 _HEADER_5424 = re.compile(
     r"([!-~]{1,40}) ([!-~]{1,255}) ([!-~]{1,48}) ([!-~]{1,128}) ([!-~]{1,32}) "
 )
+_FAST_5424 = re.compile(
+    r"<(\d{1,3})>1 ([!-~]{1,40}) ([!-~]{1,255}) ([!-~]{1,48}) ([!-~]{1,128}) ([!-~]{1,32}) "
+)
 _SD_ELEMENT = re.compile(r'\[([^\s=\]"]{1,32})((?: [^\s=\]"]{1,32}="(?:[^"\\]|\\.)*")*)\]')
 _SD_PARAM = re.compile(r' ([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
@@ -61,7 +64,52 @@ def parse(raw: bytes) -> dict[str, Any]:
     return ev
 
 
+def _fast5424(text: str) -> dict[str, Any] | None:
+    """The common RFC 5424 message in one pass; None sends it the careful way."""
+    m = _FAST_5424.match(text)
+    if m is None:
+        return None
+    p, ts, host, app, procid, msgid = m.groups()
+    if p[0] == "0" and len(p) > 1:
+        return None
+    pri = int(p)
+    if pri > 191 or (ts != NIL and _RFC5424_TIME.match(ts) is None):
+        return None
+    pos = m.end()
+    sd: dict[str, dict[str, str]] = {}
+    if text.startswith(NIL, pos):
+        pos += 1
+    else:
+        while (e := _SD_ELEMENT.match(text, pos)) is not None:
+            sd[e.group(1)] = {
+                k: _SD_ESCAPE.sub(r"\1", v) if "\\" in v else v
+                for k, v in _SD_PARAM.findall(e.group(2))
+            }
+            pos = e.end()
+        if not sd:
+            return None
+    if pos < len(text) and text[pos] != " ":
+        return None
+    msg = text[pos + 1 :]
+    return {
+        "pri": pri,
+        "facility": FACILITIES[pri >> 3],
+        "severity": SEVERITIES[pri & 7],
+        "syslog": "rfc5424",
+        "timestamp": None if ts == NIL else ts,
+        "hostname": None if host == NIL else host,
+        "app_name": None if app == NIL else app,
+        "procid": None if procid == NIL else procid,
+        "msgid": None if msgid == NIL else msgid,
+        "structured_data": sd,
+        "message": msg[1:] if msg.startswith(BOM) else msg,
+    }
+
+
 def parse_text(text: str) -> dict[str, Any]:
+    fast = _fast5424(text)
+    if fast is not None:
+        return fast
     m = _PRI.match(text)
     if m is None:
         raise SyslogError("no <PRI> at the start of the message")
