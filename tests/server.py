@@ -93,7 +93,13 @@ def _serve(
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         lines.append(line)
-        if line.startswith(("Append an event:", "operator key: already issued")) or not line:
+        if line.startswith("Append an event:"):
+            # The curl example (with the demo key) is part of the banner: read it
+            # here, so that what the server prints later (``output``) never holds
+            # it, whether or not it came in the same chunk as this line.
+            lines.append(proc.stdout.readline())
+            break
+        if line.startswith("operator key: already issued") or not line:
             break
     up = False
     while time.monotonic() < deadline and not up:

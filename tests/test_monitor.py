@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ironlog import note
 from ironlog.client import Client
 from tests.conftest import BIN
 from tests.server import run_server
@@ -85,11 +86,14 @@ def test_monitor_follows_and_reports_rollback_and_fork(tmp_path: Path, hook: Hoo
             while "\n600\n" not in json.loads(state.read_text())["logs"][url]["checkpoint"]:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
+            # A well-formed key of the same name that did not sign: a violation,
+            # not a malformed-argument error.
+            impostor = note.Signer.generate(vkey.split("+")[0]).vkey()
             wrong = _monitor(
-                "--log", url, "--vkey", vkey.replace(vkey.split("+")[2][:8], "AAAAAAAA"),
+                "--log", url, "--vkey", impostor,
                 "--state", str(tmp_path / "other.json"), "--api-key", key, "--once",
             )  # fmt: skip
-            assert wrong.returncode != 0
+            assert wrong.returncode == 2 and "VIOLATION (bad_signature)" in wrong.stderr
         except BaseException:
             proc.kill()
             raise

@@ -9,9 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 import click
 import msgspec
 
+from ironlog.atomic import replace_atomically
 from ironlog.audit import AuditReport, audit_log
 from ironlog.auth import KeyManager, parse_scopes
 from ironlog.engine import BatchReceipt, Receipt
@@ -370,16 +369,8 @@ def export(ctx: click.Context, /, path: str, output: Path, fmt: str | None, **kw
     directory = output.resolve().parent
     if not directory.is_dir():
         raise click.ClickException(f"directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            n = _write(lg.query(q), fmt or "ndjson", f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replace_atomically(directory / output.name) as f:
+        n = _write(lg.query(q), fmt or "ndjson", f)
     click.echo(f"exported {n} entries to {output}")
 
 

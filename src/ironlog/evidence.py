@@ -31,6 +31,7 @@ from ironlog.note import (
     cosigners,
     open_checkpoint,
 )
+from ironlog.policy import parse_group
 from ironlog.tlogproof import parse_tlog_proof
 
 FORMAT = "ironlog-evidence/v1"
@@ -120,10 +121,7 @@ def _verify(
     need = quorum if quorum is not None else int(b.get("quorum") or 0)
     group = None
     if quorum is None and isinstance(b.get("policy"), dict) and witnesses:
-        from ironlog.policy import parse_policy
-
-        raw = {"witnesses": [{"vkey": w.vkey(), "url": "https://x"} for w in witnesses]}
-        group = parse_policy({**raw, "policy": b["policy"]}).group
+        group = parse_group(b["policy"], {w.name for w in witnesses})
     cp = _checkpoint(_str(b, "checkpoint"), log_key, "checkpoint", r)
     if cp is None:
         return

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ironlog.atomic import replace_atomically
 from ironlog.entry import format_time, now_us
 from ironlog.errors import InvalidRequestError
 from ironlog.evidence import FORMAT
@@ -79,14 +78,6 @@ def export_evidence(
 def write_bundle(bundle: dict[str, Any], path: Path) -> None:
     """Atomically: a temporary file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".evidence-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(bundle, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replace_atomically(path) as f:
+        json.dump(bundle, f, indent=1)
+        f.write("\n")

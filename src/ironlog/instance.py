@@ -243,7 +243,7 @@ class Ironlog:
         if policy is None or not policy.witnesses:
             return lg.checkpoint()
         floor = int(self.control.get_setting(f"witnesses_from:{tenant}/{name}") or 0)
-        witnessed = self.witnessed_checkpoint(tenant, name, floor)
+        witnessed = self.witnessed_checkpoint(tenant, name, floor, policy)
         if witnessed is not None:
             return witnessed[1]
         return lg.store.checkpoint(floor) if floor else None
@@ -258,11 +258,11 @@ class Ironlog:
         return out
 
     def witnessed_checkpoint(
-        self, tenant: str, name: str, min_size: int = 0
+        self, tenant: str, name: str, min_size: int = 0, policy: WitnessPolicy | None = None
     ) -> tuple[int, str] | None:
         """The newest checkpoint (at least ``min_size``) whose cosignatures
-        satisfy the log's witness policy, with them appended."""
-        policy = self.witness_policy(tenant, name)
+        satisfy the log's witness policy (read here unless given), with them appended."""
+        policy = policy or self.witness_policy(tenant, name)
         if policy is None or not policy.witnesses:
             return None
         cosigned = self.control.cosignatures(tenant, name)

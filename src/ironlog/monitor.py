@@ -20,8 +20,6 @@ errors are reported and retried at the next poll.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from ironlog.atomic import replace_atomically
 from ironlog.client.trust import describe
 from ironlog.errors import (
     ConsistencyError,
@@ -90,12 +89,8 @@ class State:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".monitor-")
-        with os.fdopen(fd, "w") as f:
+        with replace_atomically(self.path) as f:
             json.dump({"logs": self.logs}, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
 
 class LogFollower:

@@ -71,7 +71,8 @@ class WitnessPolicy:
         return json.dumps(self.to_json(), sort_keys=True)
 
 
-def _group(obj: Any, names: set[str], depth: int = 0) -> Group:
+def parse_group(obj: Any, names: set[str], depth: int = 0) -> Group:
+    """A policy group whose string members must all be in ``names``."""
     if depth > 8 or not isinstance(obj, dict) or set(obj) - {"quorum", "members"}:
         raise InvalidRequestError("a policy group is {quorum, members} (at most 8 deep)")
     members_raw = obj.get("members")
@@ -84,7 +85,7 @@ def _group(obj: Any, names: set[str], depth: int = 0) -> Group:
                 raise InvalidRequestError(f"policy names {m!r}, which is not a witness of the log")
             members.append(m)
         else:
-            members.append(_group(m, names, depth + 1))
+            members.append(parse_group(m, names, depth + 1))
     quorum = obj.get("quorum")
     if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= len(members):
         raise InvalidRequestError(f"quorum must be between 1 and {len(members)}")
@@ -114,7 +115,7 @@ def parse_policy(obj: Any) -> WitnessPolicy:
     if not witnesses:
         return WitnessPolicy((), Group(0, ()))
     group = (
-        _group(obj["policy"], names)
+        parse_group(obj["policy"], names)
         if obj.get("policy") is not None
         else Group(len(witnesses), tuple(sorted(names)))
     )

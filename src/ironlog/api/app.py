@@ -33,6 +33,7 @@ from ironlog.api.codec import (
     key_json,
     parse_body,
     receipt_json,
+    signing_key_json,
 )
 from ironlog.api.deps import State, principal, resolve_log, state
 from ironlog.api.metrics import Metrics
@@ -264,7 +265,7 @@ async def create_key(request: Request[Any, Any, Any], tenant: str) -> Response[b
 def list_signing_keys(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     principal(request).require("admin", tenant)
     return json_response(
-        {"keys": [_signing_key_json(k) for k in state(request).il.signing_keys(tenant)]}
+        {"keys": [signing_key_json(k) for k in state(request).il.signing_keys(tenant)]}
     )
 
 
@@ -274,7 +275,7 @@ def rotate_signing_key(request: Request[Any, Any, Any], tenant: str) -> Response
     (Keys in a PKCS#11 token are added by the operator with the CLI.)"""
     principal(request).require("admin", tenant)
     rec = state(request).il.rotate_signing_key(tenant)
-    return json_response(_signing_key_json(rec), 201)
+    return json_response(signing_key_json(rec), 201)
 
 
 @post("/v1/tenants/{tenant:str}/signing-keys/{fp:str}/retire", sync_to_thread=True)
@@ -282,15 +283,6 @@ def retire_signing_key(request: Request[Any, Any, Any], tenant: str, fp: str) ->
     principal(request).require("admin", tenant)
     state(request).il.retire_signing_key(tenant, fp)
     return json_response({"retired": fp})
-
-
-def _signing_key_json(k: Any) -> dict[str, Any]:
-    return {
-        "fingerprint": k.fingerprint,
-        "kind": k.kind,
-        "created_us": k.created_us,
-        "retired_us": k.retired_us,
-    }
 
 
 @get("/v1/tenants/{tenant:str}/keys", sync_to_thread=True)

@@ -10,7 +10,7 @@ from litestar import Response
 from ironlog.engine import BatchReceipt, Receipt
 from ironlog.errors import InvalidRequestError
 from ironlog.note import b64encode
-from ironlog.store.base import ApiKeyRecord
+from ironlog.store.base import ApiKeyRecord, SigningKeyRecord
 
 MAX_BODY_BYTES = 16 << 20
 MAX_BATCH_LINES = 10_000
@@ -49,6 +49,16 @@ def batch_json(b: BatchReceipt) -> dict[str, Any]:
         "count": b.count,
         "size": b.size,
         "checkpoint": b.checkpoint,
+    }
+
+
+def signing_key_json(k: SigningKeyRecord) -> dict[str, Any]:
+    """A checkpoint-signing key: never its sealed seed or token reference."""
+    return {
+        "fingerprint": k.fingerprint,
+        "kind": k.kind,
+        "created_us": k.created_us,
+        "retired_us": k.retired_us,
     }
 
 

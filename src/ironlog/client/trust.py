@@ -19,13 +19,12 @@ asks for (sync or async) and hands it to :meth:`LogTrust.accept`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ironlog.atomic import replace_atomically
 from ironlog.errors import (
     ConfigurationError,
     ForkError,
@@ -77,15 +76,10 @@ class TrustStore:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"version": STATE_VERSION, "logs": self._logs}, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(body)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # No fsync: losing the last update to a power cut only means trusting an
+        # older checkpoint, which still catches any rollback below it.
+        with replace_atomically(self.path, fsync=False) as f:
+            json.dump({"version": STATE_VERSION, "logs": self._logs}, f, indent=1, sort_keys=True)
 
 
 @dataclass(frozen=True)
