@@ -105,3 +105,39 @@ def test_proof_verify(log: tuple[Path, str], tmp_path: Path) -> None:
     r = _cli(data, "proof", "verify", str(proof), "--entry", str(entry), "--vkey", vkey,
              check=False)  # fmt: skip
     assert r.returncode == 1 and "FAIL" in r.stdout and "inclusion proof" in r.stdout
+
+
+def test_verify_without_pinned_key_is_not_success(
+    log: tuple[Path, str], tmp_path: Path, pure_python: str
+) -> None:
+    """A bundle checked only against the key inside it proves nothing: a forger
+    writes their own key into the file.  Without --vkey: exit 3, "NOT VERIFIED"."""
+    data, vkey = log
+    ev = tmp_path / "ev.json"
+    _cli(data, "evidence", "export", "acme/pay", "--output", str(ev), "--index", "2")
+    # A forged bundle: another log's key, checkpoint and proofs, relabelled.
+    forger = tmp_path / "forger"
+    _cli(forger, "init")
+    _cli(forger, "log", "create", "acme/pay")
+    subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(forger), "append", "acme/pay"],
+        input='{"actor":"mallory"}\n' * 3, text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    forged = tmp_path / "forged.json"
+    _cli(forger, "evidence", "export", "acme/pay", "--output", str(forged), "--index", "2")
+    cli = [str(BIN / "ironlog"), "evidence", "verify"]
+    pure = [pure_python, "-m", "ironlog.evidence", "verify"]
+    for cmd in (cli, pure):
+        for f in (ev, forged):
+            r = subprocess.run([*cmd, str(f)], capture_output=True, text=True)
+            assert r.returncode == 3, (cmd, r.stdout, r.stderr)
+            assert "RESULT: NOT VERIFIED" in r.stdout and "everything holds" not in r.stdout
+            assert "--vkey" in r.stdout and "Traceback" not in r.stderr
+        # Pinned: the genuine bundle holds, the forged one does not.
+        assert subprocess.run([*cmd, str(ev), "--vkey", vkey], capture_output=True).returncode == 0
+        r = subprocess.run([*cmd, str(forged), "--vkey", vkey], capture_output=True, text=True)
+        assert r.returncode == 1 and "evidence does NOT hold" in r.stdout
+        # Accepting the embedded key is an explicit, visible choice.
+        r = subprocess.run([*cmd, str(ev), "--trust-embedded-key"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout
+        assert "RESULT: everything holds against the file's own keys" in r.stdout

@@ -748,18 +748,31 @@ def evidence_export(
 
 @evidence_group.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--vkey", "vkey_", help="The log's verifier key to trust (else the file's).")
+@click.option("--vkey", "vkey_", help="The log's verifier key to trust.")
 @click.option("--witness-vkey", multiple=True, help="A witness key to trust (repeatable).")
 @click.option("--quorum", type=click.IntRange(min=0), help="Cosignatures needed.")
+@click.option(
+    "--trust-embedded-key",
+    is_flag=True,
+    help="Accept the keys found in the file itself (without it and without --vkey: exit 3).",
+)
 @_errors
 def evidence_verify(
-    file: str, vkey_: str | None, witness_vkey: tuple[str, ...], quorum: int | None
+    file: str,
+    vkey_: str | None,
+    witness_vkey: tuple[str, ...],
+    quorum: int | None,
+    trust_embedded_key: bool,
 ) -> None:
-    """Check a bundle offline; says what holds and what does not (exit 1 if not).
+    """Check a bundle offline; says what holds and what does not.  Exit 0: everything
+    holds against the keys given; 1: something does not hold; 2: unreadable file;
+    3: it holds only against keys taken from the file (no --vkey), so nothing is shown.
     Needs only the pure core: ``python -m ironlog.evidence verify FILE`` is the same."""
     from ironlog.evidence import main as evidence_main
 
     args = ["verify", file]
+    if trust_embedded_key:
+        args.append("--trust-embedded-key")
     if vkey_:
         args += ["--vkey", vkey_]
     for w in witness_vkey:

@@ -9,8 +9,13 @@ consistency proof from that checkpoint to the newest one at export time.
     python -m ironlog.evidence proof FILE.tlog-proof --entry ENTRYFILE --vkey VKEY [...]
 
 (``ironlog evidence verify`` and ``ironlog proof verify`` are the same checks.)
-Keys given on the command line are the ones to trust; keys only found in the
-file are used but reported as not independently pinned.
+Keys given on the command line are the ones to trust.  Keys only found in the
+file prove nothing (whoever wrote the file chose them): without ``--vkey`` the
+result is "not verified" (exit 3) even when every proof holds, unless
+``--trust-embedded-key`` accepts the file's keys explicitly.
+
+Exit status: 0 everything holds against pinned keys, 1 something does not
+hold, 2 the file cannot be read, 3 it holds only against keys from the file.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ironlog.policy import parse_group
 from ironlog.tlogproof import parse_tlog_proof
 
 FORMAT = "ironlog-evidence/v1"
+EXIT_UNPINNED = 3  # every proof holds, but only against keys from the file itself
 
 
 @dataclass
@@ -42,6 +48,9 @@ class Report:
     """What holds and what does not, line by line."""
 
     lines: list[tuple[bool, str]] = field(default_factory=list)
+    # Keys the result rests on that came from the file, not from the user.
+    unpinned: list[str] = field(default_factory=list)
+    trust_embedded: bool = False
 
     def ok(self, text: str) -> None:
         self.lines.append((True, text))
@@ -56,9 +65,32 @@ class Report:
     def passed(self) -> bool:
         return all(ok for ok, _ in self.lines)
 
+    @property
+    def pinned(self) -> bool:
+        """True unless the result rests on keys taken from the file unasked."""
+        return not self.unpinned or self.trust_embedded
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_UNPINNED if self.passed and not self.pinned else 0 if self.passed else 1
+
     def render(self) -> str:
         out = [("OK    " if ok else "FAIL  ") + text for ok, text in self.lines]
-        out.append("RESULT: " + ("everything holds" if self.passed else "evidence does NOT hold"))
+        if not self.passed:
+            out.append("RESULT: evidence does NOT hold")
+        elif not self.pinned:
+            out.append(
+                f"RESULT: NOT VERIFIED: the proofs agree with the {' and '.join(self.unpinned)} "
+                "found in the file itself, which anyone could have written; pass the key you "
+                "trust with --vkey (and --witness-vkey), or --trust-embedded-key to accept "
+                "the file's keys"
+            )
+        elif self.unpinned:
+            out.append(
+                "RESULT: everything holds against the file's own keys (--trust-embedded-key)"
+            )
+        else:
+            out.append("RESULT: everything holds")
         return "\n".join(out) + "\n"
 
 
@@ -82,6 +114,7 @@ def _keys(
         return [Verifier.from_vkey(k) for k in given]
     if in_file:
         r.note(f"{what} taken from the file itself, not independently pinned")
+        r.unpinned.append(what)
     return [Verifier.from_vkey(k) for k in in_file]
 
 
@@ -101,8 +134,11 @@ def verify_bundle(
     vkey: str | None = None,
     witness_vkeys: Sequence[str] | None = None,
     quorum: int | None = None,
+    trust_embedded_key: bool = False,
 ) -> Report:
-    r = Report()
+    """Check ``bundle``; keys not given here are taken from it and make the
+    result unpinned unless ``trust_embedded_key``."""
+    r = Report(trust_embedded=trust_embedded_key)
     try:
         _verify(bundle, vkey, witness_vkeys, quorum, r)
     except IronlogError as e:
@@ -117,8 +153,11 @@ def _verify(
         raise FormatError(f"not an {FORMAT} file")
     log_key = _keys([vkey] if vkey else None, [_str(b, "log_vkey")], "log key", r)[0]
     file_witnesses = [_str(w, "vkey") for w in b.get("witnesses") or [] if isinstance(w, dict)]
-    witnesses = _keys(wkeys, file_witnesses, "witness keys", r)
     need = quorum if quorum is not None else int(b.get("quorum") or 0)
+    if need or wkeys:
+        witnesses = _keys(wkeys, file_witnesses, "witness keys", r)
+    else:  # no cosignature is required: the file's witness keys back no claim
+        witnesses = [Verifier.from_vkey(k) for k in file_witnesses]
     group = None
     if quorum is None and isinstance(b.get("policy"), dict) and witnesses:
         group = parse_group(b["policy"], {w.name for w in witnesses})
@@ -220,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("verify", help="check an evidence bundle")
     v.add_argument("file")
+    v.add_argument(
+        "--trust-embedded-key",
+        action="store_true",
+        help="accept the keys found in the file (else, without --vkey, exit 3: not verified)",
+    )
     p = sub.add_parser("proof", help="check a .tlog-proof file against an entry")
     p.add_argument("file")
     p.add_argument("--entry", required=True, help="file with the entry's exact bytes")
@@ -236,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bundle = json.loads(raw)
             except ValueError as e:
                 raise FormatError(f"{args.file} is not JSON: {e}") from e
-            report = verify_bundle(bundle, args.vkey, args.witness_vkey, args.quorum)
+            report = verify_bundle(
+                bundle, args.vkey, args.witness_vkey, args.quorum, args.trust_embedded_key
+            )
         else:
             if not args.vkey:
                 ap.error("proof needs --vkey")
@@ -249,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sys.stdout.write(report.render())
-    return 0 if report.passed else 1
+    return report.exit_code
 
 
 if __name__ == "__main__":
