@@ -366,3 +366,22 @@ def test_tenant_and_key_commands(data: Path) -> None:
     assert f"revoked {key_id}" in run(data, "key", "revoke", "bank", key_id).stdout
     with Ironlog(data) as il, pytest.raises(Exception, match="revoked"):
         KeyManager(il.control).authenticate(secret)
+
+
+@pytest.mark.parametrize("command", [("init",), ("serve", "--port", "0")])
+def test_refuses_non_empty_foreign_directory(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """init and serve never take over (or chmod) a directory holding other things."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    (home / "notes.txt").write_text("mine\n")
+    p = run(home, *command, ok=False)
+    assert "is not empty and is not an ironlog data directory" in p.stderr
+    assert "key" not in p.stdout.lower()
+    assert (home.stat().st_mode & 0o777) == 0o755
+    assert sorted(x.name for x in home.iterdir()) == ["notes.txt"]
+    # An empty directory, or an ironlog one, is fine.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run(empty, "init")
+    assert "master key already present" in run(empty, "init").stdout

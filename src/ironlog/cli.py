@@ -82,7 +82,8 @@ def main(ctx: click.Context, data: Path) -> None:
 @click.pass_context
 @_errors
 def init(ctx: click.Context, origin_prefix: str) -> None:
-    """Create the data directory (0700) and its master key."""
+    """Create the data directory (0700) and its master key.  A non-empty directory
+    that is not an ironlog data directory is refused (and left as it is)."""
     data: Path = ctx.obj["data"]
     created = init_data_dir(data, origin_prefix)
     what = "created master key" if created else "master key already present"

@@ -34,10 +34,32 @@ from ironlog.store.sqlite import SqliteDriver
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
 
 
+_DATA_DIR_MARKERS = ("control.db", "master.key")
+
+
+def _refuse_foreign_dir(data_dir: Path) -> None:
+    """A directory holding other things is not ours to take over (and chmod)."""
+    try:
+        if not data_dir.is_dir() or any((data_dir / m).exists() for m in _DATA_DIR_MARKERS):
+            return
+        with os.scandir(data_dir) as it:
+            if next(it, None) is None:
+                return
+    except OSError as e:
+        raise ConfigurationError(f"cannot read data directory {data_dir}: {e.strerror}") from e
+    raise ConfigurationError(
+        f"{data_dir} is not empty and is not an ironlog data directory (no control.db or "
+        "master.key): give an empty or new directory"
+    )
+
+
 def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) -> bool:
     """Create the data directory (0700), its master key and control database.
 
-    Idempotent; returns True if a new master key was written."""
+    Idempotent; returns True if a new master key was written.  Refuses a
+    non-empty directory that is not an ironlog data directory (changing
+    nothing, not even its mode)."""
+    _refuse_foreign_dir(data_dir)
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
