@@ -70,3 +70,14 @@ def test_cli_reference_is_current() -> None:
                     "fmt",
                     "output",
                 }, f"{' '.join(path)} {param.opts} has no help"
+
+
+def test_command_in_base_install_says_what_to_install(pure_python: str) -> None:
+    """``pip install ironlog`` (no extras) gives an ``ironlog`` command that
+    names the extra it needs: no traceback, exit 2."""
+    command = Path(pure_python).parent / "ironlog"
+    for args in ([], ["--help"], ["init"]):
+        p = subprocess.run([str(command), *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, p.stderr
+        assert "Traceback" not in p.stderr
+        assert "pip install 'ironlog[server]'" in p.stderr
