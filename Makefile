@@ -36,8 +36,13 @@ pytest: $(STAMP) sysdeps
 
 test: lint typecheck pytest
 
+# make serve [HOST=0.0.0.0] [PORT=9000] [DATA=/var/lib/ironlog]
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA ?= data
+
 serve: $(STAMP)
-	$(BIN)/ironlog --data data serve
+	$(BIN)/ironlog --data $(DATA) serve --host $(HOST) --port $(PORT)
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -385,3 +385,55 @@ def test_refuses_non_empty_foreign_directory(tmp_path: Path, command: tuple[str,
     empty.mkdir()
     run(empty, "init")
     assert "master key already present" in run(empty, "init").stdout
+
+
+def test_serve_on_taken_port_creates_and_prints_nothing(tmp_path: Path) -> None:
+    """The address is bound before the first start creates keys: a taken port is a
+    clear error, and the next start (on a free port) still shows the keys."""
+    import socket
+
+    from tests.server import run_server
+
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        p = run(data, "serve", "--port", port, ok=False)
+        assert "ilk_" not in p.stdout + p.stderr and "key" not in p.stdout
+        assert "cannot listen on 127.0.0.1:" + port in p.stderr, p.stderr
+        assert not data.exists()
+        # Also when the data directory already exists (initialised, keys not yet issued).
+        run(data, "init")
+        p = run(data, "serve", "--port", port, ok=False)
+        assert "cannot listen" in p.stderr and "ilk_" not in p.stdout + p.stderr
+    with run_server(data) as s:
+        assert s.operator.startswith("ilk_") and s.demo.startswith("ilk_")
+        with s.client(s.operator) as c:
+            assert c.get("/v1/tenants").status_code == 200
+
+
+def test_operator_key_reissue(tmp_path: Path) -> None:
+    """A lost operator key is re-issued from the data directory, once shown."""
+    from tests.server import run_server
+
+    data = tmp_path / "data"
+    with run_server(data) as s:
+        old = s.operator
+        listed = run(data, "operator-key", "list").stdout
+        assert listed.count("\toperator\t") == 1 and "active" in listed and "ilk_" not in listed
+        kept = run(data, "operator-key", "new", "--keep-old")
+        assert "kept 1 old" in kept.stderr
+        second = kept.stdout.strip()
+        p = run(data, "operator-key", "new")
+        assert "revoked 2 old" in p.stderr and "shown once" in p.stderr
+        new = p.stdout.strip()
+        assert new.startswith("ilk_") and new not in (old, second)
+        time.sleep(1.2)  # a worker remembers a key check for a second
+        with s.client(new) as c:
+            assert c.get("/v1/tenants").status_code == 200
+        for gone in (old, second):
+            with s.client(gone) as c:
+                assert c.get("/v1/tenants").status_code == 401
+        listed = run(data, "operator-key", "list").stdout.splitlines()
+        assert sum("revoked" in line for line in listed) == 2 and len(listed) == 3

@@ -627,6 +627,63 @@ def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
+def _key_rows(keys: list[Any]) -> Iterator[str]:
+    """One line per key (never the secret): id, scopes, name, created, state."""
+    from ironlog.entry import format_time
+
+    now = now_us()
+    for k in keys:
+        if k.revoked_us is not None:
+            state = f"revoked {format_time(k.revoked_us)}"
+        elif k.expires_us is not None:
+            word = "expired" if k.expires_us <= now else "expires"
+            state = f"{word} {format_time(k.expires_us)}"
+        else:
+            state = "active"
+        cols = [k.key_id, ",".join(k.scopes), k.name or "-", format_time(k.created_us), state]
+        yield "\t".join(cols) + (f"\tlog={k.log}" if k.log else "")
+
+
+@main.group("operator-key")
+def operator_key_group() -> None:
+    """The operator's API keys (manage tenants over HTTP); needs the data directory."""
+
+
+@operator_key_group.command("list")
+@click.pass_context
+@_errors
+def operator_key_list(ctx: click.Context) -> None:
+    """List operator keys (id, scopes, name, created, state); never secrets."""
+    for line in _key_rows(KeyManager(_open(ctx).control).list(None)):
+        click.echo(line)
+
+
+@operator_key_group.command("new")
+@click.option(
+    "--keep-old",
+    is_flag=True,
+    help="Leave the existing operator keys valid (default: revoke them all).",
+)
+@click.option("--name", default="operator", show_default=True, help="A label for the key.")
+@click.pass_context
+@_errors
+def operator_key_new(ctx: click.Context, keep_old: bool, name: str) -> None:
+    """Issue a new operator key and print its secret once, e.g. when the one shown
+    at first start was lost.  Needs access to the data directory, not to the API;
+    a running service accepts the new key (and refuses revoked ones) within a second."""
+    from ironlog.auth import OPERATOR_SCOPE
+
+    keys = KeyManager(_open(ctx).control)
+    old = [k for k in keys.list(None) if k.revoked_us is None]
+    secret, rec = keys.create(None, (OPERATOR_SCOPE,), name)
+    if not keep_old:
+        for k in old:
+            keys.revoke(k.key_id, None)
+    done = f"revoked {len(old)} old" if not keep_old else f"kept {len(old)} old"
+    click.echo(f"new operator key id: {rec.key_id} ({done}); the secret is shown once:", err=True)
+    click.echo(secret)
+
+
 @main.command()
 @click.option("--host", help="Address to bind.  [default: 127.0.0.1]")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port to bind.  [default: 8080]")
@@ -675,8 +732,10 @@ def serve(
     config: Path | None,
     listen: tuple[str, ...],
 ) -> None:
-    """Run the HTTP API (initialises the data directory on first start)."""
-    from ironlog.server import ServeConfig, first_start, run
+    """Run the HTTP API (initialises the data directory on first start).
+
+    The address is bound first: if it is taken, nothing is created or printed."""
+    from ironlog.server import ServeConfig, bind_http, first_start, run
 
     data: Path = ctx.obj["data"]
     cfg = ServeConfig.load(config)
@@ -693,11 +752,13 @@ def serve(
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     cfg.add_listeners(listen)
+    listening = list(cfg.check_listeners(data))  # checks only: nothing created yet
+    sock = bind_http(cfg)
     for line in first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert)):
         click.echo(line)
-    for line in cfg.check_listeners(data):
+    for line in listening:
         click.echo(line)
-    run(data, cfg)
+    run(data, cfg, sock)
 
 
 @main.group("evidence")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -107,16 +108,55 @@ class ServeConfig:
             self.listen.append(ListenSpec.parse(text, **extra))
 
     def check_listeners(self, data: Path) -> Iterator[str]:
-        """Each listener's log must exist and its address be free; say where it listens."""
-        with Ironlog(data) as il:
+        """Each listener's log must exist and its address be free; say where it
+        listens.  Runs before the first start creates anything, so on a data
+        directory not yet initialised only the demo log (created then) can be named."""
+        for spec in self.listen:
+            check_bindable(spec)
+        if not self.listen:
+            return
+        if (data / "control.db").exists():
+            with Ironlog(data) as il:
+                for spec in self.listen:
+                    il.log_info(*spec.tenant_log)
+        else:
             for spec in self.listen:
-                il.log_info(*spec.tenant_log)
-                check_bindable(spec)
-                yield f"listening: {spec.name} -> {spec.log}"
+                if spec.tenant_log != ("demo", "events"):
+                    raise ConfigurationError(
+                        f"{spec.name}: log {spec.log} does not exist; create it first "
+                        "(ironlog init; ironlog log create ...)"
+                    )
+        for spec in self.listen:
+            yield f"listening: {spec.name} -> {spec.log}"
 
 
-def run(data: Path, cfg: ServeConfig) -> None:
+def bind_http(cfg: ServeConfig) -> socket.socket:
+    """Bind the HTTP address before anything is created or printed, so a taken
+    port fails cleanly; uvicorn (and its workers) serve on this socket.  With
+    port 0, ``cfg.port`` becomes the port the system chose."""
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.host, cfg.port))
+    except OSError as e:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror} "
+            "(another process? choose another with --port)"
+        ) from e
+    except (OverflowError, TypeError, UnicodeError) as e:  # e.g. a malformed --host
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {cfg.host}:{cfg.port}: {e}") from e
+    sock.set_inheritable(True)
+    cfg.port = int(sock.getsockname()[1])
+    return sock
+
+
+def run(data: Path, cfg: ServeConfig, sock: socket.socket) -> None:
+    """Serve on ``sock`` (from :func:`bind_http`) until stopped."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     os.environ["IRONLOG_DATA"] = str(data.resolve())
     os.environ["IRONLOG_VERIFY_INTERVAL"] = str(cfg.verify_interval)
@@ -130,7 +170,7 @@ def run(data: Path, cfg: ServeConfig) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(mode=0o700)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
-    uvicorn.run(
+    config = uvicorn.Config(
         "ironlog.api.app:create_app_from_env",
         factory=True,
         host=cfg.host,
@@ -142,3 +182,13 @@ def run(data: Path, cfg: ServeConfig) -> None:
         access_log=False,
         server_header=False,
     )
+    server = uvicorn.Server(config)
+    try:
+        if cfg.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if cfg.workers == 1 and not server.started:
+        raise SystemExit(3)  # uvicorn has logged why
