@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import httpx
+import pytest
 import structlog
 
 from ironlog.client import Client, LogHandler, StructlogProcessor
@@ -121,3 +122,80 @@ def test_structlog_processor(tmp_path: Path) -> None:
         assert evs[0]["actor"] == "alice" and evs[0]["x_source"] == "x"
         assert evs[0]["source"] == "http"
         assert httpx.get(s.url + "/healthz").status_code == 200
+
+
+_ROOT_LOGGER_APP = """
+import logging, sys, time
+from ironlog.client import LogHandler
+
+url, key, spool = sys.argv[1:4]
+logging.basicConfig(level=logging.INFO)  # httpx logs every request at INFO
+handler = LogHandler(url, key, "loop/app", spool_path=spool, flush_interval=0.05, batch_size=5)
+logging.getLogger().addHandler(handler)
+for i in range(20):
+    logging.getLogger("app").info("record %d", i, extra={"seq": i})
+    time.sleep(0.02)
+assert handler.shipper.flush(10)
+time.sleep(0.5)  # a few more delivery cycles: any self-caused record would be sent now
+"""
+
+
+def test_root_logger_handler_ships_nothing_of_its_own_delivery(tmp_path: Path) -> None:
+    """On the root logger with basicConfig(INFO), the handler must not ship
+    httpx's "HTTP Request: POST ..." records (each batch would make more)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    with run_server(data) as s:
+        key = tenant_log(s, "loop")
+        p = subprocess.run(
+            [sys.executable, "-c", _ROOT_LOGGER_APP, s.url, key, str(tmp_path / "l.spool")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert "HTTP Request: POST" in p.stderr  # basicConfig still shows them on stderr
+        with Client(s.url, key, trust_on_first_use=True) as c:
+            events = [e.event for e in c.query("loop/app", page_size=1000)]
+        assert [e.get("seq") for e in events] == list(range(20)), [
+            e["message"] for e in events if "seq" not in e
+        ][:3]
+
+
+def test_outage_is_reported_once_and_recovery_too(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An unreachable service is said once on stderr (not once per batch), and
+    so is its return; the spool is 0600 in a 0700 directory the handler made."""
+    data = tmp_path / "data"
+    spool = tmp_path / "state" / "ironlog" / "o.spool"
+    with run_server(data) as s:
+        key = tenant_log(s, "o")
+        port = int(s.url.rsplit(":", 1)[1])
+    logger = logging.getLogger("ironlog.test.outage")
+    logger.propagate = False
+    handler = LogHandler(
+        f"http://127.0.0.1:{port}", key, "o/app", spool_path=spool, flush_interval=0.05, timeout=1
+    )
+    logger.addHandler(handler)
+    try:
+        for round_ in range(3):
+            for i in range(10):
+                logger.warning("r", extra={"seq": round_ * 10 + i})
+            assert not handler.shipper.flush(1)  # each flush tries again, and fails
+        assert not handler.shipper.flush(1)
+        err = capfd.readouterr().err
+        assert err.count("cannot deliver to") == 1, err
+        assert str(spool) in err and key not in err
+        assert (spool.stat().st_mode & 0o777) == 0o600
+        for d in (spool.parent, spool.parent.parent):
+            assert (d.stat().st_mode & 0o777) == 0o700, d
+        with run_server(data, port=port) as s2:
+            assert handler.shipper.flush(10)
+            err = capfd.readouterr().err
+            assert err.count("again; spooled records follow") == 1, err
+            assert "cannot deliver" not in err
+            assert sorted(_seqs(s2.url, key, "o/app")) == list(range(30))
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

@@ -13,10 +13,17 @@ next handler using the same spool file.
 
 Lost on a crash of the *calling process*: records still in the in-memory
 queue (at most ``flush_interval`` seconds' worth, or ``max_queue`` records).
+
+Never shipped: records caused by the shipping itself (anything logged while
+delivering, e.g. httpx's "HTTP Request: POST ..." at INFO, and the loggers of
+the HTTP stack and of this SDK), which would otherwise feed on themselves.
+An outage is reported on stderr once when it starts and once when delivery
+works again.  The spool file is 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -27,9 +34,9 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ironlog.client.http import Client
 from ironlog.errors import IronlogError, UnreachableError, VerificationError
@@ -67,8 +74,70 @@ def _retryable(e: IronlogError) -> bool:
 
 
 def default_spool(log: str) -> Path:
+    """``$XDG_STATE_HOME/ironlog/TENANT__LOG.spool`` (else ``~/.local/state/...``)."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return base / "ironlog" / (log.replace("/", "__") + ".spool")
+
+
+# Loggers whose records come from delivering records: the HTTP stack and this SDK.
+SELF_LOGGERS = ("httpx", "httpcore", "h11", "h2", "hpack", "urllib3", "ironlog.client")
+_own_names: dict[str, bool] = {}
+_delivery = threading.local()
+
+
+def delivering() -> bool:
+    """True in a thread that is sending records (whatever it logs is not shipped)."""
+    return getattr(_delivery, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def _delivering() -> Iterator[None]:
+    _delivery.depth = getattr(_delivery, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _delivery.depth -= 1
+
+
+def _self_logger(name: str) -> bool:
+    own = _own_names.get(name)
+    if own is None:
+        own = any(name == p or name.startswith(p + ".") for p in SELF_LOGGERS)
+        if len(_own_names) < 10_000:
+            _own_names[name] = own
+    return own
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents as 0700 (existing ones are left alone)."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+        os.chmod(d, 0o700)
+
+
+def _open_private(path: Path, mode: str) -> IO[str]:
+    """Open (creating it 0600) a file that holds records; fix a looser mode."""
+    flags = {"a": os.O_WRONLY | os.O_APPEND | os.O_CREAT, "r+": os.O_RDWR}[mode]
+    fd = os.open(path, flags, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, mode, encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _say(text: str) -> None:
+    """A line on stderr (never through ``logging``: that would come back here)."""
+    with contextlib.suppress(Exception):
+        print(f"ironlog shipper: {text}", file=sys.stderr, flush=True)
 
 
 class Shipper:
@@ -90,8 +159,12 @@ class Shipper:
         verify: bool | str = True,
     ) -> None:
         self.log = log
+        self.url = url
         self.spool_path = Path(spool_path) if spool_path else default_spool(log)
-        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.spool_path.parent)
+        if spool_path is None:  # our own directory: private even if made looser before
+            os.chmod(self.spool_path.parent, 0o700)
+        self._outage = False
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -154,21 +227,23 @@ class Shipper:
         rest = [self._event(self._queue.popleft()) for _ in range(len(self._queue))]
         if rest:
             self._spool(rest)
-        self._client.close()
+        with _delivering():
+            self._client.close()
 
     # -- background thread -------------------------------------------------------------
     def _event(self, item: Any) -> dict[str, Any]:
         return dict(item)
 
     def _run(self) -> None:
-        while not self._stop:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            try:
-                self._cycle()
-            except Exception as e:  # never let the shipper thread die
-                print(f"ironlog shipper: {type(e).__name__}: {e}", file=sys.stderr)
-            self._idle.set()
+        with _delivering():  # whatever this thread logs is never shipped
+            while not self._stop:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                try:
+                    self._cycle()
+                except Exception as e:  # never let the shipper thread die
+                    _say(f"{type(e).__name__}: {e}")
+                self._idle.set()
 
     def _cycle(self) -> None:
         while self._queue:
@@ -188,19 +263,34 @@ class Shipper:
             self._client.append_many(self.log, events, idempotency_key=key)
         except VerificationError as e:
             # Appended, but the answer did not verify: report loudly, never resend.
-            print(f"ironlog shipper: receipt did not verify: {e}", file=sys.stderr)
+            _say(f"receipt did not verify: {e}")
             self.sent += len(events)
             return True
         except IronlogError as e:
             if _retryable(e):
                 self._failures += 1
                 self._retry_at = time.monotonic() + min(30.0, 0.25 * 2 ** min(self._failures, 7))
+                self._outage_starts(e)
                 return False
             self._reject(events, key, e)
             return True
         self._failures = 0
         self.sent += len(events)
+        self._outage_ends()
         return True
+
+    def _outage_starts(self, e: IronlogError) -> None:
+        if not self._outage:
+            self._outage = True
+            _say(
+                f"cannot deliver to {self.url} (log {self.log}): {e}; records are kept in "
+                f"{self.spool_path} and resent, in order, once it answers"
+            )
+
+    def _outage_ends(self) -> None:
+        if self._outage:
+            self._outage = False
+            _say(f"delivering to {self.url} (log {self.log}) again; spooled records follow")
 
     # -- the spool file ------------------------------------------------------------------
     def _spool_size(self) -> int:
@@ -211,7 +301,7 @@ class Shipper:
 
     def _spool(self, events: list[dict[str, Any]], key: str | None = None) -> None:
         line = json.dumps({"key": key or uuid.uuid4().hex, "events": events}, default=str)
-        with open(self.spool_path, "a", encoding="utf-8") as f:
+        with _open_private(self.spool_path, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.write(line + "\n")
             f.flush()
@@ -219,7 +309,7 @@ class Shipper:
         self.spooled += len(events)
 
     def _replay(self) -> None:
-        with open(self.spool_path, "r+", encoding="utf-8") as f:
+        with _open_private(self.spool_path, "r+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             lines = [ln for ln in f.read().split("\n") if ln.strip()]
             done = 0
@@ -243,9 +333,9 @@ class Shipper:
 
     def _reject(self, events: list[dict[str, Any]], key: str, e: IronlogError) -> None:
         self.rejected += len(events)
-        print(f"ironlog shipper: {len(events)} records refused: {e}", file=sys.stderr)
+        _say(f"{len(events)} records refused: {e}")
         path = self.spool_path.with_suffix(".rejected")
-        with open(path, "a", encoding="utf-8") as f:
+        with _open_private(path, "a") as f:
             f.write(json.dumps({"key": key, "error": str(e), "events": events}, default=str))
             f.write("\n")
 
@@ -285,7 +375,10 @@ class LogHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Like ``Handler.handle`` without the handler lock: ``emit`` only appends
-        to a thread-safe deque, and the caller's thread is what we keep cheap."""
+        to a thread-safe deque, and the caller's thread is what we keep cheap.
+        Records caused by delivering records are dropped (see the module doc)."""
+        if delivering() or _self_logger(record.name):
+            return False
         if self.filters and not self.filter(record):
             return False
         self.emit(record)
@@ -325,6 +418,8 @@ class StructlogProcessor:
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        if delivering():  # logged by the delivery itself: pass it on, never ship it
+            return event_dict
         ev: dict[str, Any] = {("x_" + k) if k in _RESERVED else k: v for k, v in event_dict.items()}
         ev.setdefault("level", method_name)
         if "event" in ev and "message" not in ev:
