@@ -141,3 +141,64 @@ def test_verify_without_pinned_key_is_not_success(
         r = subprocess.run([*cmd, str(ev), "--trust-embedded-key"], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout
         assert "RESULT: everything holds against the file's own keys" in r.stdout
+
+
+def test_exact_entry_bytes_for_offline_verification(log: tuple[Path, str], tmp_path: Path) -> None:
+    """The CLI (entry --output, proof --entry-output) and HTTP (Accept:
+    application/octet-stream) hand over the exact stored bytes; a proof verify
+    failing only on an added newline says so."""
+    from tests.server import run_server
+
+    data, vkey = log
+    subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "append", "acme/pay"],
+        input='{"amount": 1.50, "note": "caf\\u00e9 \\u2713", "big": 12345678901234567890}\n',
+        text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    e_file, p_file, e2_file = tmp_path / "e.bin", tmp_path / "p.tlog-proof", tmp_path / "e2.bin"
+    r = _cli(data, "entry", "acme/pay", "10", "--output", str(e_file))
+    assert "wrote entry 10" in r.stderr
+    stored = e_file.read_bytes()
+    assert not stored.endswith(b"\n") and "café ✓".encode() in stored
+    assert b'"big":12345678901234567890' in stored
+    raw = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "entry", "acme/pay", "10"], capture_output=True
+    )
+    assert raw.returncode == 0 and raw.stdout == stored
+    p_file.write_text(
+        _cli(data, "proof", "acme/pay", "--index", "10", "--entry-output", str(e2_file)).stdout
+    )
+    assert e2_file.read_bytes() == stored
+    verify = ["proof", "verify", str(p_file), "--vkey", vkey, "--entry"]
+    r = _cli(data, *verify, str(e2_file))
+    assert r.returncode == 0 and "RESULT: everything holds" in r.stdout
+    # What `ironlog entry ... > file` in an editor, or `echo`, gives: one newline more.
+    (tmp_path / "nl.bin").write_bytes(stored + b"\n")
+    r = _cli(data, *verify, str(tmp_path / "nl.bin"), check=False)
+    assert r.returncode == 1 and "ends with a newline the stored entry does not have" in r.stdout
+    assert "ironlog entry T/L N --output FILE" in r.stdout
+    (tmp_path / "other.bin").write_bytes(stored.replace(b'"amount":1.5', b'"amount":1.50'))
+    r = _cli(data, *verify, str(tmp_path / "other.bin"), check=False)
+    assert r.returncode == 1 and "must hold the entry's exact bytes" in r.stdout
+    for args, msg in (
+        (("entry", "acme/pay", "99"), "has no entry 99"),
+        (("entry", "acme/pay", "1", "--output", str(tmp_path / "no" / "x")), "does not exist"),
+        (("proof", "acme/pay", "--from", "1", "--entry-output", str(e2_file)), "with --index"),
+    ):
+        r = _cli(data, *args, check=False)
+        assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+    # Over HTTP: the same bytes, nothing re-encoded.
+    with run_server(data) as s:
+        key = _cli(data, "key", "create", "acme", "--scopes", "read").stdout.strip()
+        with s.client(key) as c:
+            got = c.get(
+                "/v1/logs/acme/pay/entries/10", headers={"Accept": "application/octet-stream"}
+            )
+            assert got.status_code == 200, got.text
+            assert got.headers["content-type"] == "application/octet-stream"
+            assert got.content == stored
+            assert c.get("/v1/logs/acme/pay/entries/10").json()["entry"].encode() == stored
+            missing = c.get(
+                "/v1/logs/acme/pay/entries/99", headers={"Accept": "application/octet-stream"}
+            )
+            assert missing.status_code == 404

@@ -396,6 +396,40 @@ def vkey(ctx: click.Context, path: str) -> None:
     click.echo(_open(ctx).log(tenant, name).verifier.vkey())
 
 
+def _write_bytes(data: bytes, output: Path | None) -> None:
+    """Exact bytes to a file (atomically) or to stdout; nothing added, not even a newline."""
+    if output is None or str(output) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    directory = output.resolve().parent
+    if not directory.is_dir():
+        raise click.ClickException(f"directory {directory} does not exist")
+    with replace_atomically(directory / output.name) as f:
+        f.buffer.write(data)  # the bytes as stored, not re-encoded
+
+
+@main.command()
+@click.argument("path", metavar="TENANT/LOG")
+@click.argument("index", type=click.IntRange(min=0))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File for the entry's exact stored bytes (default: stdout, no newline added).",
+)
+@click.pass_context
+@_errors
+def entry(ctx: click.Context, path: str, index: int, output: Path | None) -> None:
+    """The exact stored bytes of entry INDEX: what its leaf hash covers, for
+    ``ironlog proof verify --entry FILE``."""
+    tenant, _, name = _split(path)
+    data = _open(ctx).log(tenant, name).entry(index)
+    _write_bytes(data, output)
+    if output is not None and str(output) != "-":
+        click.echo(f"wrote entry {index} ({len(data)} bytes) to {output}", err=True)
+
+
 @main.command()
 @click.argument("path", metavar="TENANT/LOG | verify")
 @click.argument("proof_file", required=False, type=click.Path(dir_okay=False, exists=True))
@@ -415,6 +449,11 @@ def vkey(ctx: click.Context, path: str) -> None:
 @click.option("--vkey", "vkey_", help="verify: the log's verifier key.")
 @click.option("--witness-vkey", multiple=True, help="verify: a witness key (repeatable).")
 @click.option("--quorum", type=click.IntRange(min=0), default=0, help="verify: cosigners needed.")
+@click.option(
+    "--entry-output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --index: also write the entry's exact bytes to this file (for verify --entry).",
+)
 @click.pass_context
 @_errors
 def proof(
@@ -429,6 +468,7 @@ def proof(
     vkey_: str | None,
     witness_vkey: tuple[str, ...],
     quorum: int,
+    entry_output: Path | None,
 ) -> None:
     """A tlog-proof (--index) or a consistency proof (--from/--to) of TENANT/LOG;
     or ``ironlog proof verify FILE --entry ENTRYFILE --vkey VKEY`` to check a
@@ -445,8 +485,13 @@ def proof(
         raise SystemExit(0 if report.passed else 1)
     tenant, _, name = _split(path)
     lg = _open(ctx).log(tenant, name)
+    if entry_output is not None and (index is None or from_ is not None):
+        raise click.UsageError("--entry-output goes with --index")
     if index is not None and from_ is None:
-        click.echo(lg.tlog_proof(index, size).to_text(), nl=False)
+        text = lg.tlog_proof(index, size).to_text()
+        if entry_output is not None:
+            _write_bytes(lg.entry(index), entry_output)
+        click.echo(text, nl=False)
     elif from_ is not None and index is None:
         for h in lg.consistency_proof(from_, to):
             click.echo(b64encode(h))

@@ -249,7 +249,39 @@ def verify_proof_file(
         r.ok(f"the entry is leaf {proof.index} of that tree")
     except IronlogError as e:
         r.fail(str(e))
+        hint = _entry_bytes_hint(proof_text, entry, vkey)
+        if hint:
+            r.fail(hint)
     return r
+
+
+EXACT_BYTES = (
+    "write the exact stored bytes with `ironlog entry T/L N --output FILE`, "
+    "`ironlog proof T/L --index N --entry-output FILE`, or GET /v1/logs/T/L/entries/N "
+    "with `Accept: application/octet-stream` (query output and jq re-encode entries)"
+)
+
+
+def _entry_bytes_hint(proof_text: bytes, entry: bytes, vkey: str) -> str | None:
+    """Why a proof whose checkpoint is genuine may fail: the entry file is not
+    the exact stored bytes (most often, a newline added at its end)."""
+    try:
+        proof = parse_tlog_proof(proof_text)
+        cp = open_checkpoint(proof.checkpoint, Verifier.from_vkey(vkey)).checkpoint
+    except IronlogError:
+        return None  # the checkpoint itself is the problem, not the entry
+    trimmed = entry.rstrip(b"\r\n")
+    if trimmed != entry:
+        try:
+            verify_inclusion(proof.index, cp.size, leaf_hash(trimmed), list(proof.proof), cp.root)
+        except IronlogError:
+            pass
+        else:
+            return (
+                "hint: the entry file ends with a newline the stored entry does not have; "
+                "without it the proof holds: " + EXACT_BYTES
+            )
+    return "hint: the entry file must hold the entry's exact bytes: " + EXACT_BYTES
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -445,12 +445,18 @@ def list_entries(
     return json_response(out)
 
 
+OCTET_STREAM = "application/octet-stream"
+
+
 @get("/v1/logs/{tenant:str}/{name:str}/entries/{index:int}", sync_to_thread=True)
 def get_entry(
     request: Request[Any, Any, Any], tenant: str, name: str, index: int, size: int | None = None
 ) -> Response[bytes]:
     lg = resolve_log(request, tenant, name, "read")
     data = lg.entry(index)
+    if OCTET_STREAM in request.headers.get("accept", ""):
+        # The exact stored bytes, for offline verification (nothing re-encoded).
+        return Response(data, media_type=OCTET_STREAM)
     proof = lg.tlog_proof(index, size)
     return json_response(
         {
