@@ -437,3 +437,117 @@ def test_operator_key_reissue(tmp_path: Path) -> None:
                 assert c.get("/v1/tenants").status_code == 401
         listed = run(data, "operator-key", "list").stdout.splitlines()
         assert sum("revoked" in line for line in listed) == 2 and len(listed) == 3
+
+
+# Every endpoint of docs/api.md -> the CLI commands that do the same on the data
+# directory (or None: not an operator's or tenant admin's action).
+PARITY: dict[str, list[str] | None] = {
+    "GET /healthz": None,  # probes for load balancers
+    "GET /readyz": None,
+    "POST /v1/tenants": ["tenant create"],
+    "GET /v1/tenants": ["tenant list"],
+    "POST /v1/tenants/{t}/disable": ["tenant disable", "tenant enable"],
+    "POST /v1/tenants/{t}/logs": ["log create"],
+    "POST /v1/tenants/{t}/logs/{l}/public": ["log public"],
+    "GET /v1/tenants/{t}/logs": ["log list"],
+    "POST /v1/tenants/{t}/keys": ["key create"],
+    "GET /v1/tenants/{t}/keys": ["key list"],
+    "POST /v1/tenants/{t}/keys/{id}/rotate": ["key rotate"],
+    "DELETE /v1/tenants/{t}/keys/{id}": ["key revoke"],
+    "GET /v1/logs/{t}/{l}": ["log info"],
+    "PUT /v1/tenants/{t}/logs/{l}/witnesses": ["log witnesses"],
+    "GET /v1/tenants/{t}/signing-keys": ["tenant keys", "tenant rotate-key", "tenant retire-key"],
+    "POST /v1/logs/{t}/{l}/entries": ["append"],
+    "GET /v1/logs/{t}/{l}/entries?from_index&limit&since&until&actor&action&resource&outcome&cursor": [  # noqa: E501
+        "query",
+        "export",
+    ],
+    "GET /v1/logs/{t}/{l}/entries/{i}?size=": ["entry", "proof"],
+    "GET /v1/logs/{t}/{l}/checkpoint": ["checkpoint"],
+    "GET /v1/logs/{t}/{l}/proof/inclusion?index&size": ["proof"],
+    "GET /v1/logs/{t}/{l}/proof/consistency?from_size&to_size": ["proof"],
+    "GET /logs/{t}/{l}/checkpoint": None,  # tlog-tiles for monitors: `ironlog monitor` reads them
+    "GET /v1/integrity": ["integrity report"],
+    "POST /v1/integrity/{t}/{l}/clear?force=": ["integrity clear"],
+    "GET /metrics": None,  # for Prometheus
+    "POST /v1/logs": None,  # OTLP, for OpenTelemetry exporters
+}
+
+
+def test_every_api_action_has_a_cli_command() -> None:
+    import re
+
+    import click
+
+    from ironlog.cli import main
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "api.md").read_text()
+    table = text.split("## Endpoints")[1].split("\n## ")[0]
+    endpoints = {m.group(1) for m in re.finditer(r"^\| `([A-Z]+ [^`]+)`", table, re.M)}
+    assert endpoints, "no endpoint table in docs/api.md"
+    unmapped = endpoints - PARITY.keys()
+    assert not unmapped, f"docs/api.md endpoints without a CLI command (map them here): {unmapped}"
+    ctx = click.Context(main)
+    for endpoint, commands in PARITY.items():
+        assert endpoint in endpoints, f"{endpoint} is no longer in docs/api.md"
+        for command in commands or []:
+            cmd: click.Command | None = main
+            for part in command.split():
+                assert isinstance(cmd, click.Group), command
+                cmd = cmd.get_command(ctx, part)
+            assert cmd is not None, f"{endpoint}: no command 'ironlog {command}'"
+
+
+def test_operator_and_admin_commands_act_on_a_running_service(tmp_path: Path) -> None:
+    """The new commands, with their effect seen through the HTTP API."""
+    import httpx
+
+    from tests.server import run_server
+
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.demo) as demo:
+        assert demo.post("/v1/logs/demo/events/entries", json={"a": 1}).status_code == 201
+        # tenant disable / enable
+        assert "disabled tenant demo" in run(data, "tenant", "disable", "demo").stdout
+        assert "demo\tdisabled" in run(data, "tenant", "list").stdout
+        time.sleep(1.2)  # key checks are remembered for a second
+        assert demo.get("/v1/logs/demo/events").status_code == 401
+        run(data, "tenant", "enable", "demo")
+        assert demo.get("/v1/logs/demo/events").status_code == 200
+        assert "does not exist" in run(data, "tenant", "disable", "nope", ok=False).stderr
+        # log public --on / --off
+        assert httpx.get(f"{s.url}/logs/demo/events/checkpoint").status_code == 401
+        assert "demo/events: public" in run(data, "log", "public", "demo/events", "--on").stdout
+        assert httpx.get(f"{s.url}/logs/demo/events/checkpoint").status_code == 200
+        run(data, "log", "public", "demo/events", "--off")
+        assert httpx.get(f"{s.url}/logs/demo/events/checkpoint").status_code == 401
+        run(data, "log", "public", "demo/nope", "--on", ok=False)
+        # log info == GET /v1/logs/{t}/{l}
+        info = json.loads(run(data, "log", "info", "demo/events").stdout)
+        assert info == demo.get("/v1/logs/demo/events").json()
+        assert "demo/events" in run(data, "log", "list", "--tenant", "demo").stdout
+        # key list / rotate
+        demo_id = s.demo.split("_")[1]
+        listed = run(data, "key", "list", "demo").stdout
+        assert demo_id in listed and "append,read" in listed and s.demo not in listed
+        p = run(data, "key", "rotate", "demo", demo_id, "--old-expires-in", "0")
+        new = p.stdout.strip()
+        assert f"replaces {demo_id}" in p.stderr and new.startswith("ilk_")
+        time.sleep(1.2)
+        with s.client(new) as c:
+            assert c.get("/v1/logs/demo/events").status_code == 200
+        assert demo.get("/v1/logs/demo/events").status_code == 401
+        assert "expired" in run(data, "key", "list", "demo").stdout
+        # integrity report (checks now) / clear (in the running service)
+        out = run(data, "integrity", "report").stdout
+        assert "ok demo/events: 1 entries verified" in out
+        report = run(data, "integrity", "report", "--json").stdout
+        rows = [json.loads(x) for x in report.splitlines()]
+        assert rows[0]["log"] == "demo/events" and rows[0]["writable"] is True
+        run(data, "integrity", "report", "demo/nope", ok=False)
+        url, op = ["--url", s.url], ["--api-key", s.operator]
+        p = run(data, "integrity", "clear", "demo/events", *url, *op)
+        assert "cleared demo/events" in p.stdout
+        p = run(data, "integrity", "clear", "demo/events", *url, "--api-key", new, ok=False)
+        assert "403" in p.stderr and new not in p.stderr

@@ -138,14 +138,65 @@ def log_create(ctx: click.Context, path: str, durability: str, index: str, publi
 
 
 @log_group.command("list")
+@click.option("--tenant", help="Only this tenant's logs.")
 @click.pass_context
 @_errors
-def log_list(ctx: click.Context) -> None:
+def log_list(ctx: click.Context, tenant: str | None) -> None:
     """List logs with their size and durability."""
     il = _open(ctx)
-    for info in il.list_logs():
+    if tenant is not None:
+        il.tenant(tenant)
+    for info in il.list_logs(tenant):
         size = il.log(info.tenant, info.name).head().size
         click.echo(f"{info.path}\t{size}\t{info.durability}\t{info.origin}")
+
+
+@log_group.command("info")
+@click.argument("path", metavar="TENANT/LOG")
+@click.pass_context
+@_errors
+def log_info(ctx: click.Context, path: str) -> None:
+    """What GET /v1/logs/TENANT/LOG answers, as JSON: origin, keys, size, durability,
+    indexes, public, health, witnesses and their status."""
+    tenant, _, name = _split(path)
+    il = _open(ctx)
+    lg = il.log(tenant, name)
+    info, head = lg.info, lg.head()
+    out: dict[str, Any] = {
+        "tenant": info.tenant,
+        "name": info.name,
+        "origin": info.origin,
+        "vkey": lg.verifier.vkey(),
+        "vkeys": lg.keys.published(),
+        "size": head.size,
+        "durability": str(info.durability),
+        "indexes": list(info.indexes),
+        "public": bool(info.public),
+        "healthy": lg.unhealthy is None,
+        "unhealthy_reason": lg.unhealthy,
+    }
+    policy = il.witness_policy(tenant, name)
+    if policy is not None:
+        out["witnesses"] = policy.to_json()
+        out["witness_status"] = il.witness_status(tenant, name)
+    click.echo(json.dumps(out, indent=1))
+
+
+@log_group.command("public")
+@click.argument("path", metavar="TENANT/LOG")
+@click.option(
+    "--on/--off",
+    "public",
+    required=True,
+    help="Serve the log's tlog-tiles and checkpoint without an API key (--on), or not.",
+)
+@click.pass_context
+@_errors
+def log_public(ctx: click.Context, path: str, public: bool) -> None:
+    """Make TENANT/LOG's tlog-tiles and checkpoint public, or private again."""
+    tenant, _, name = _split(path)
+    _open(ctx).control.set_log_public(tenant, name, public)
+    click.echo(f"{path}: {'public' if public else 'private'}")
 
 
 @log_group.command("witnesses")
@@ -574,6 +625,32 @@ def tenant_list(ctx: click.Context) -> None:
         click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
 
 
+def _set_disabled(ctx: click.Context, name: str, disabled: bool) -> None:
+    il = _open(ctx)
+    il.tenant(name)
+    il.control.set_tenant_disabled(name, disabled)
+
+
+@tenant_group.command("disable")
+@click.argument("name")
+@click.pass_context
+@_errors
+def tenant_disable(ctx: click.Context, name: str) -> None:
+    """Disable a tenant: its keys stop working (within a second in a running service)."""
+    _set_disabled(ctx, name, True)
+    click.echo(f"disabled tenant {name}")
+
+
+@tenant_group.command("enable")
+@click.argument("name")
+@click.pass_context
+@_errors
+def tenant_enable(ctx: click.Context, name: str) -> None:
+    """Enable a disabled tenant again."""
+    _set_disabled(ctx, name, False)
+    click.echo(f"enabled tenant {name}")
+
+
 @tenant_group.command("keys")
 @click.argument("tenant")
 @click.pass_context
@@ -658,6 +735,35 @@ def key_create(
         tenant, parse_scopes(scopes), name, expires_in, log_name
     )
     click.echo(f"key id: {rec.key_id}  scopes: {','.join(rec.scopes)}", err=True)
+    click.echo(secret)
+
+
+@key_group.command("list")
+@click.argument("tenant")
+@click.pass_context
+@_errors
+def key_list(ctx: click.Context, tenant: str) -> None:
+    """List TENANT's API keys: id, scopes, name, created, state (never secrets)."""
+    il = _open(ctx)
+    il.tenant(tenant)
+    for line in _key_rows(KeyManager(il.control).list(tenant)):
+        click.echo(line)
+
+
+@key_group.command("rotate")
+@click.argument("tenant")
+@click.argument("key_id")
+@click.option(
+    "--old-expires-in",
+    type=click.IntRange(min=0),
+    help="Seconds the old key keeps working.  [default: until revoked]",
+)
+@click.pass_context
+@_errors
+def key_rotate(ctx: click.Context, tenant: str, key_id: str, old_expires_in: int | None) -> None:
+    """A new key with the same scopes as KEY_ID; the secret is printed once."""
+    secret, rec = KeyManager(_open(ctx).control).rotate(key_id, tenant, old_expires_in)
+    click.echo(f"key id: {rec.key_id} replaces {key_id}  scopes: {','.join(rec.scopes)}", err=True)
     click.echo(secret)
 
 
@@ -804,6 +910,95 @@ def serve(
     for line in listening:
         click.echo(line)
     run(data, cfg, sock)
+
+
+@main.group("integrity")
+def integrity_group() -> None:
+    """Integrity checks: a fresh report, and lifting a service's write refusal."""
+
+
+@integrity_group.command("report")
+@click.argument("paths", nargs=-1, metavar="[TENANT/LOG]...")
+@click.option("--tenant", help="Only this tenant's logs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per log, as the API.")
+@click.pass_context
+@_errors
+def integrity_report(
+    ctx: click.Context, paths: tuple[str, ...], tenant: str | None, as_json: bool
+) -> None:
+    """Check logs now (every log by default), as the service's background check
+    does, and report each as GET /v1/integrity does.  Exit 1 if any fails."""
+    from ironlog.integrity import IntegrityChecker
+
+    il = _open(ctx)
+    if tenant is not None:
+        il.tenant(tenant)
+    targets = [i.path for i in il.list_logs(tenant)]
+    for p in paths:
+        t, _, n = _split(p)
+        il.log(t, n)  # names an unknown log clearly
+    checker = IntegrityChecker(il)
+    failed = 0
+    for path in [p for p in targets if not paths or p in paths]:
+        try:
+            st = checker.check(path, full=True)  # a failure also marks the log unwritable
+            lg = il.log_by_path(path)
+        except IronlogError as e:  # one broken log does not hide the others
+            failed += 1
+            click.echo(json.dumps({"log": path, "failure": str(e)}) if as_json else
+                       f"FAILED {path}: {e}")  # fmt: skip
+            continue
+        row = {**st.to_json(), "writable": lg.unhealthy is None, "reason": lg.unhealthy}
+        ok = st.failure is None and lg.unhealthy is None
+        failed += not ok
+        if as_json:
+            click.echo(json.dumps(row))
+        elif ok:
+            click.echo(f"ok {path}: {st.verified_size} entries verified")
+        else:
+            click.echo(f"FAILED {path}: {st.failure or lg.unhealthy}")
+    if failed:
+        ctx.exit(1)
+
+
+@integrity_group.command("clear")
+@click.argument("path", metavar="TENANT/LOG")
+@click.option(
+    "--url",
+    required=True,
+    help="The running service, e.g. http://127.0.0.1:8080 (the refusal lives in its memory).",
+)
+@click.option(
+    "--api-key",
+    envvar="IRONLOG_API_KEY",
+    required=True,
+    help="The operator key (or IRONLOG_API_KEY).",
+)
+@click.option("--force", is_flag=True, help="Lift the refusal even if the log still fails.")
+@_errors
+def integrity_clear(path: str, url: str, api_key: str, force: bool) -> None:
+    """Re-verify TENANT/LOG in the running service and lift its write refusal if
+    it passes (POST /v1/integrity/TENANT/LOG/clear).  A restart also re-checks."""
+    import httpx
+
+    tenant, _, name = _split(path)
+    try:
+        r = httpx.post(
+            f"{url.rstrip('/')}/v1/integrity/{tenant}/{name}/clear",
+            params={"force": "true"} if force else None,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=600,
+        )
+    except httpx.HTTPError as e:
+        raise click.ClickException(f"cannot reach {url}: {type(e).__name__}") from e
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code != 200:
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        raise click.ClickException(f"{r.status_code}: {err.get('message') or r.reason_phrase}")
+    click.echo(f"cleared {path}: {json.dumps(body)}")
 
 
 @main.group("evidence")
