@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -81,3 +82,82 @@ def test_command_in_base_install_says_what_to_install(pure_python: str) -> None:
         assert p.returncode == 2, p.stderr
         assert "Traceback" not in p.stderr
         assert "pip install 'ironlog[server]'" in p.stderr
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"^```(\w+)\n(.*?)^```$", text, re.S | re.M)
+
+
+def test_readme_examples_run_in_order(tmp_path: Path) -> None:
+    """Every README example, in order, as written: `make serve` (as the Makefile
+    runs it, on a free port), the curl example against it, the quickstart in a
+    second terminal, the SDK example and the in-process example; the in-process
+    one also on its own in an empty directory."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    blocks = _blocks((ROOT / "README.md").read_text())
+    kinds = [k for k, _ in blocks]
+    assert kinds == ["console", "console", "bash", "python", "python"], kinds
+    make_block, curl_block, quickstart, sdk, engine = (b for _, b in blocks)
+    assert "make serve" in make_block and curl_block.lstrip().startswith("curl ")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "XDG_STATE_HOME": str(tmp_path)}
+    env.pop("IRONLOG_DATA", None)
+    venv = BIN.parent
+    # `make serve` with the documented variables; -o: never reinstall from a test.
+    serve = subprocess.Popen(
+        ["make", "-s", "-C", str(ROOT), "-o", f"{venv}/.installed", "serve", f"VENV={venv}",
+         f"PORT={port}", f"DATA={tmp_path / 'data'}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert serve.stdout is not None
+    try:
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "Append an event:" not in banner and time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            assert line, banner
+            banner += line
+        assert f"on http://127.0.0.1:{port}" in banner, banner
+        demo = banner.split("demo tenant key (append, read): ")[1].split()[0]
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+
+        def real(code: str) -> str:
+            return code.replace("ilk_…", demo).replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+
+        def sh(code: str, cwd: Path = tmp_path) -> str:
+            p = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=cwd, env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert p.returncode == 0, code + p.stdout + p.stderr
+            return p.stdout
+
+        receipt = json.loads(sh(real(curl_block)))
+        assert receipt["index"] == 0 and '"actor":"alice"' in receipt["entry"]
+        assert "RESULT: everything holds" in sh(quickstart)
+        py = str(BIN / "python")
+        out = sh(f"{py} - <<'EOF'\n{real(sdk)}EOF\n")
+        assert "\n1 {'action': 'login', 'actor': 'alice'" in out, out
+        with httpx.Client(headers={"Authorization": f"Bearer {demo}"}) as c:
+            events = c.get(f"http://127.0.0.1:{port}/v1/logs/demo/events/entries").json()
+        messages = [json.loads(e["entry"]).get("message") for e in events["entries"]]
+        assert messages[-1] == "refund refused", messages
+        assert "c2sp.org/tlog-proof" not in sh(f"{py} - <<'EOF'\n{engine}EOF\n")
+        alone = tmp_path / "alone"
+        alone.mkdir()
+        out = sh(f"{py} - <<'EOF'\n{engine}EOF\n", cwd=alone)
+        assert out.startswith("0 ironlog.localhost/acme/payments\n1\n"), out
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.communicate(timeout=30)
