@@ -26,6 +26,7 @@ from ironlog.errors import (
     IronlogError,
     LogUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from ironlog.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.note import Checkpoint, Signer, Verifier, open_checkpoint
@@ -287,6 +288,7 @@ class Log:
         self._writer: LogWriter | None = None
         self._writer_lock = threading.Lock()
         self.unhealthy: str | None = None
+        self.service_only = False  # a tenant's system log: no door may append to it
         # observer(info, entries, bytes, seconds) after every committed batch
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
         try:
@@ -365,8 +367,16 @@ class Log:
         return self._writer
 
     def _request(
-        self, entries: Sequence[PreparedEntry], proofs: bool, idempotency_key: str | None
+        self,
+        entries: Sequence[PreparedEntry],
+        proofs: bool,
+        idempotency_key: str | None,
+        service: bool = False,
     ) -> _Request:
+        if self.service_only and not service:
+            raise PermissionDeniedError(
+                f"log {self.info.path} is written by the service only (its system log)"
+            )
         if not entries:
             raise InvalidRequestError("nothing to append")
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
@@ -434,6 +444,15 @@ class Log:
         req.afuture = req.loop.create_future()
         self._writer_().submit(req)
         return await req.afuture
+
+    def append_service(self, entry: PreparedEntry) -> Receipt:
+        """Append as the service itself: the only way into a service-only log."""
+        req = self._request([entry], True, None, service=True)
+        req.future = Future()
+        self._writer_().submit(req)
+        res = req.future.result()
+        assert isinstance(res, list)
+        return res[0]
 
     def append_batch(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
         """Append all or nothing; answered after the batch is durable."""
