@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -17,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import note
+from ironlog import note, tlogproof
+from ironlog.instance import Ironlog
+from ironlog.store.base import Query
 from tests.conftest import BIN
 from tests.server import Server, run_server
 from tests.test_client import tenant_log
@@ -288,3 +292,145 @@ def test_one_broken_log_does_not_stop_witnessing_of_others(tmp_path: Path) -> No
         _witnessed_appends(c, 2)
         stack.pop_all().close()
     assert "witnessing: log abroken/app: InvalidRequestError" in s.output
+
+
+# --- item 4: what the operator can do to a tenant, and what the tenant sees ----------------
+
+
+def _system_events(c: httpx.Client, tenant: str) -> list[tuple[str, str]]:
+    r = c.get(f"/v1/logs/{tenant}/_system/entries", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    return [
+        (e["action"], e["actor"]) for e in (json.loads(x["entry"]) for x in r.json()["entries"])
+    ]
+
+
+def _cli(data: Path, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"IRONLOG_API_KEY": key} if key else {})}
+    return subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), *args],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+
+def test_operator_acts_are_in_the_tenant_system_log_and_lockable(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with run_server(data) as s:
+        op = stack_client(s.url, s.operator)
+        opk = f"operator:{s.operator.split('_')[1]}"
+        assert op.post("/v1/tenants", json={"name": "acme"}).status_code == 201
+        r = op.post("/v1/tenants/acme/keys", json={"scopes": "admin"})
+        admin, admin_id = r.json()["key"], r.json()["id"]
+        tk = f"tenant:{admin_id}"
+        a = stack_client(s.url, admin)
+        # What the operator key may do to a tenant (each recorded) ...
+        assert op.post("/v1/tenants/acme/logs", json={"name": "pay"}).status_code == 201
+        assert op.post("/v1/tenants/acme/signing-keys/rotate").status_code == 201
+        assert op.post("/v1/tenants/acme/witnessing", json={"enabled": True}).status_code == 200
+        assert op.post("/v1/tenants/acme/disable").status_code == 200
+        assert op.post("/v1/tenants/acme/enable").status_code == 200
+        assert op.post("/v1/integrity/acme/pay/clear").status_code == 200
+        # ... and what it may not: read entries, make a log public, set witnesses.
+        assert op.get("/v1/logs/acme/pay/entries").status_code == 403
+        assert op.get("/v1/logs/acme/_system/entries").status_code == 403
+        r = op.post("/v1/tenants/acme/logs", json={"name": "pub", "public": True})
+        assert r.status_code == 403, r.text
+        assert op.post("/v1/tenants/acme/logs/pay/public", json={"public": True}).status_code == 403
+        r = op.put("/v1/tenants/acme/logs/pay/witnesses", json={"witnesses": []})
+        assert r.status_code == 403
+        assert op.post("/v1/tenants/acme/operator-lock", json={"locked": True}).status_code == 403
+        # The tenant sees every act, by whom.
+        assert _system_events(a, "acme") == [
+            ("tenant.create", opk),
+            ("key.create", opk),
+            ("log.create", opk),
+            ("signing_key.add", opk),
+            ("witnessing.enable", opk),
+            ("tenant.disable", opk),
+            ("tenant.enable", opk),
+            ("integrity.clear", opk),
+        ]
+        # It is a log like any other: signed, provable, on the tiles endpoints ...
+        info = a.get("/v1/logs/acme/_system").json()
+        assert info["size"] == 8 and info["name"] == "_system"
+        got = a.get("/v1/logs/acme/_system/entries/1").json()
+        proof = tlogproof.TlogProof(
+            1, tuple(note.b64decode(h) for h in got["inclusion_proof"]), got["checkpoint"]
+        )
+        proof.verify(got["entry"].encode(), note.Verifier.from_vkey(info["vkey"]))
+        assert a.get("/logs/acme/_system/checkpoint").status_code == 200
+        # ... but nobody appends to it, creates it, or binds a key to it for OTLP.
+        for c in (a, op):
+            r = c.post("/v1/logs/acme/_system/entries", json={"action": "forged"})
+            assert r.status_code == 403, r.text
+        r = a.post(
+            "/v1/logs/acme/_system/entries",
+            content=b'{"a":1}\n',
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert r.status_code == 403
+        assert a.post("/v1/tenants/acme/logs", json={"name": "_system"}).status_code == 400
+        r = a.post(
+            "/v1/logs",
+            json={"resourceLogs": []},
+            headers={"X-Ironlog-Log": "_system"},
+        )
+        assert r.status_code == 403, r.text
+        # The tenant locks the operator out of minting its keys.
+        assert a.post("/v1/tenants/acme/operator-lock", json={"locked": True}).status_code == 200
+        r = op.post("/v1/tenants/acme/keys", json={"scopes": "read"})
+        assert r.status_code == 403 and "locked the operator out" in r.json()["error"]["message"]
+        assert op.post(f"/v1/tenants/acme/keys/{admin_id}/rotate").status_code == 403
+        r = _cli(data, "key", "create", "acme", "--scopes", "admin")
+        assert (
+            r.returncode == 1 and "locked the operator out" in r.stderr and "ilk_" not in r.stdout
+        )
+        r = a.post("/v1/tenants/acme/keys", json={"scopes": "read"})  # the tenant still can
+        assert r.status_code == 201
+        reader = r.json()["id"]
+        # Recovery (a tenant that lost its admin keys): the operator unlocks on the
+        # host, which the tenant sees; the CLI also locks as the tenant, over HTTP.
+        r = _cli(data, "tenant", "operator-lock", "acme", "--unlock")
+        assert r.returncode == 0, r.stderr
+        assert op.post("/v1/tenants/acme/keys", json={"scopes": "read"}).status_code == 201
+        r = _cli(data, "tenant", "operator-lock", "acme", "--url", s.url, key=admin)
+        assert r.returncode == 0, r.stderr
+        assert op.post("/v1/tenants/acme/keys", json={"scopes": "read"}).status_code == 403
+        r = _cli(data, "tenant", "operator-lock", "acme", "--url", s.url, key=s.operator)
+        assert r.returncode == 1 and "not the operator key" in r.stderr
+        events = _system_events(a, "acme")[8:]
+        assert events[0] == ("operator.lock", tk)
+        assert events[1] == ("key.create", tk) and reader
+        assert events[2:] == [
+            ("operator.unlock", "host"),
+            ("key.create", opk),
+            ("operator.lock", tk),
+        ]
+
+
+def test_cli_witnesses_need_the_capability_and_an_allowed_address(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert _cli(data, "init").returncode == 0
+    assert _cli(data, "log", "create", "cli/app").returncode == 0
+    w = f"{_wkey('w.test/cli')}=http://127.0.0.1:9"
+    r = _cli(data, "log", "witnesses", "cli/app", "--witness", w)
+    assert r.returncode == 1 and "ironlog tenant witnessing cli --enable" in r.stderr, r.stderr
+    assert _cli(data, "tenant", "witnessing", "cli", "--enable").returncode == 0
+    r = _cli(data, "log", "witnesses", "cli/app", "--witness", w)
+    assert r.returncode == 1 and "resolves to an address the operator does not allow" in r.stderr
+    assert "Traceback" not in r.stderr
+    env_allow = {"IRONLOG_WITNESS_ALLOW": "127.0.0.0/8"}
+    r = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "log", "witnesses", "cli/app", "--witness", w],
+        capture_output=True, text=True, env={**os.environ, **env_allow}, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with Ironlog(data) as il:
+        events = [json.loads(d) for _, d in il.log("cli", "_system").query(Query())]
+    assert [(e["action"], e["actor"]) for e in events] == [
+        ("tenant.create", "host"),
+        ("log.create", "host"),
+        ("witnessing.enable", "host"),
+        ("witnesses.set", "host"),
+    ]
+    assert events[-1]["resource"] == "app" and events[-1]["witnesses"]["witnesses"][0]["url"]

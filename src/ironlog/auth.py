@@ -24,16 +24,13 @@ from ironlog.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from ironlog.instance import HOST, OPERATOR_LOCK
 from ironlog.store.base import ApiKeyRecord, ControlStore
 
 TENANT_SCOPES = ("append", "read", "admin")
 OPERATOR_SCOPE = "operator"
 PREFIX = "ilk_"
 MAX_LIFETIME_S = 10 * 365 * 86400
-HOST = "host"  # who acts through the ironlog CLI on the service's machine (the operator)
-OPERATOR_LOCK = "operator_locked"  # setting prefix: the tenant locked the operator out of its keys
-WITNESSING = "witnessing"  # setting prefix: the operator allowed the tenant witnesses
-
 Recorder = Callable[..., None]
 """``record(tenant, by, action, **details)``: ``Ironlog.record``."""
 

@@ -174,7 +174,10 @@ def log_witnesses(
     policy_json: str | None,
 ) -> None:
     """Set the witnesses of TENANT/LOG and how many must cosign (no --witness: none).
-    The running service submits each new checkpoint to them."""
+    The running service submits each new checkpoint to them.  The tenant must be
+    allowed witnesses (tenant witnessing), and each URL must resolve to a public
+    address or one in IRONLOG_WITNESS_ALLOW (as for serve --witness-allow)."""
+    from ironlog.outbound import OutboundPolicy
     from ironlog.policy import parse_policy
 
     tenant, _, name = _split(path)
@@ -195,7 +198,8 @@ def log_witnesses(
     elif quorum is not None:
         raw["policy"] = {"quorum": quorum, "members": [w["vkey"].split("+")[0] for w in ws]}
     policy = parse_policy(raw)
-    _open(ctx).set_witnesses(tenant, name, policy)
+    check = OutboundPolicy.from_env().check  # as the service will check them
+    _open(ctx).set_witnesses(tenant, name, policy, check_url=check)
     click.echo(json.dumps(policy.to_json(), indent=1))
 
 

@@ -344,6 +344,14 @@ class Log:
         if self.unhealthy is not None:
             raise IntegrityError(f"log {self.info.path} refuses writes: {self.unhealthy}")
 
+    def check_appendable(self) -> None:
+        """What a door checks before it reads a request: writable, and not service-only."""
+        if self.service_only:
+            raise PermissionDeniedError(
+                f"log {self.info.path} is written by the service only (its system log)"
+            )
+        self.check_writable()
+
     # -- writing ---------------------------------------------------------------
     @property
     def verifier(self) -> Verifier:
@@ -373,15 +381,14 @@ class Log:
         idempotency_key: str | None,
         service: bool = False,
     ) -> _Request:
-        if self.service_only and not service:
-            raise PermissionDeniedError(
-                f"log {self.info.path} is written by the service only (its system log)"
-            )
+        if not service:
+            self.check_appendable()
         if not entries:
             raise InvalidRequestError("nothing to append")
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidRequestError("an idempotency key is 1 to 255 characters")
-        self.check_writable()
+        if service:
+            self.check_writable()
         return _Request(entries, proofs, idem_key=idempotency_key)
 
     def outcome(

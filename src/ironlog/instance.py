@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ironlog.auth import HOST, OPERATOR_LOCK, WITNESSING
 from ironlog.engine import Log
 from ironlog.entry import now_us, prepare_object
 from ironlog.errors import (
@@ -39,6 +38,9 @@ from ironlog.store.base import (
 from ironlog.store.sqlite import SqliteDriver
 
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
+HOST = "host"  # who acts through the ironlog CLI on the service's machine (the operator)
+OPERATOR_LOCK = "operator_locked"  # setting prefix: the tenant locked the operator out of its keys
+WITNESSING = "witnessing"  # setting prefix: the operator allowed the tenant witnesses
 SYSTEM_LOG = "_system"  # each tenant's log of administrative acts (no user name starts with _)
 MAX_TENANT_WITNESSES = 32  # witnesses over all logs of one tenant
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ironlog.auth import OPERATOR_SCOPE, KeyManager
 from ironlog.errors import ConfigurationError
-from ironlog.instance import Ironlog, init_data_dir
+from ironlog.instance import SYSTEM_LOG, Ironlog, init_data_dir
 from ironlog.listeners import ListenSpec, check_bindable
 from ironlog.outbound import ENV as WITNESS_ALLOW_ENV
 from ironlog.outbound import OutboundPolicy
@@ -128,6 +128,8 @@ class ServeConfig:
         with Ironlog(data) as il:
             for spec in self.listen:
                 il.log_info(*spec.tenant_log)
+                if spec.tenant_log[1] == SYSTEM_LOG:
+                    raise ConfigurationError(f"{spec.log} is written by the service only")
                 check_bindable(spec)
                 yield f"listening: {spec.name} -> {spec.log}"
 

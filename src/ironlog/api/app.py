@@ -51,7 +51,7 @@ from ironlog.errors import (
     RateLimitedError,
     http_status,
 )
-from ironlog.instance import Ironlog
+from ironlog.instance import SYSTEM_LOG, Ironlog
 from ironlog.integrity import IntegrityChecker
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
@@ -587,9 +587,12 @@ def integrity_clear(
     p.require("operator")
     st = state(request)
     st.il.log(tenant, name)  # 404 for an unknown log
-    st.il.record(
-        tenant, actor(p), "integrity.force_clear" if force else "integrity.clear", resource=name
-    )
+    act = "integrity.force_clear" if force else "integrity.clear"
+    if name == SYSTEM_LOG:  # it cannot record anything until it is cleared
+        out = st.integrity.clear(f"{tenant}/{name}", force).to_json()
+        st.il.record(tenant, actor(p), act, resource=name)
+        return json_response(out)
+    st.il.record(tenant, actor(p), act, resource=name)
     return json_response(st.integrity.clear(f"{tenant}/{name}", force).to_json())
 
 
