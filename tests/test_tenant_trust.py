@@ -35,10 +35,12 @@ class _Internal(http.server.BaseHTTPRequestHandler):
     """An internal HTTP service: answers 500 with a secret, or redirects to another one."""
 
     hits: list[str]
+    hosts: list[str]
     redirect_to: str | None
 
     def do_POST(self) -> None:
         self.hits.append(self.path)
+        self.hosts.append(self.headers.get("Host", ""))
         self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.redirect_to:
             self.send_response(302)
@@ -57,9 +59,13 @@ class _Internal(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def internal_service(redirect_to: str | None = None) -> Iterator[tuple[str, list[str]]]:
+def internal_service(
+    redirect_to: str | None = None, hosts: list[str] | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """Its URL and the paths it was asked for (the Host headers go to ``hosts``)."""
     hits: list[str] = []
-    handler = type("H", (_Internal,), {"hits": hits, "redirect_to": redirect_to})
+    hosts = hosts if hosts is not None else []
+    handler = type("H", (_Internal,), {"hits": hits, "hosts": hosts, "redirect_to": redirect_to})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -159,14 +165,16 @@ def test_allowlisted_witness_errors_are_not_echoed_and_checked_at_connect(tmp_pa
     a failing witness but never its answer; redirects are not followed; and
     once the allow-list is gone, the stored URL is refused at connect time."""
     data = tmp_path / "data"
+    hosts: list[str] = []
     with (
         internal_service() as (target, target_hits),
         internal_service(redirect_to=target + "/add-checkpoint") as (redirector, redirect_hits),
-        internal_service() as (failing, failing_hits),
+        internal_service(hosts=hosts) as (failing, failing_hits),
     ):
+        by_name = failing.replace("127.0.0.1", "localhost")  # connected to as 127.0.0.1
         conf = {
             "witnesses": [
-                {"url": failing, "vkey": _wkey("w.test/failing")},
+                {"url": by_name, "vkey": _wkey("w.test/failing")},
                 {"url": redirector + "/sub", "vkey": _wkey("w.test/redirect")},
             ]
         }
@@ -184,6 +192,7 @@ def test_allowlisted_witness_errors_are_not_echoed_and_checked_at_connect(tmp_pa
             assert st["w.test/failing"]["last_error"] == "the witness answered HTTP 500"
             assert st["w.test/redirect"]["last_error"] == "the witness answered HTTP 302"
             assert failing_hits and redirect_hits == ["/sub/add-checkpoint"]
+            assert set(hosts) == {by_name.split("//")[1]}  # the name, in the Host header
             assert target_hits == []  # the redirect was not followed
         failing_hits.clear()
         redirect_hits.clear()
@@ -370,6 +379,15 @@ def test_operator_acts_are_in_the_tenant_system_log_and_lockable(tmp_path: Path)
         )
         assert r.status_code == 403
         assert a.post("/v1/tenants/acme/logs", json={"name": "_system"}).status_code == 400
+        # A read key reads it; an append key cannot append to it.
+        keys = {
+            sc: a.post("/v1/tenants/acme/keys", json={"scopes": sc}).json()["key"]
+            for sc in ("read", "append")
+        }
+        rd, ap = stack_client(s.url, keys["read"]), stack_client(s.url, keys["append"])
+        assert [x for x, _ in _system_events(rd, "acme")][-2:] == ["key.create", "key.create"]
+        assert ap.post("/v1/logs/acme/_system/entries", json={"a": 1}).status_code == 403
+        assert ap.post("/v1/logs/acme/pay/entries", json={"a": 1}).status_code == 201
         r = a.post(
             "/v1/logs",
             json={"resourceLogs": []},
@@ -398,7 +416,7 @@ def test_operator_acts_are_in_the_tenant_system_log_and_lockable(tmp_path: Path)
         assert op.post("/v1/tenants/acme/keys", json={"scopes": "read"}).status_code == 403
         r = _cli(data, "tenant", "operator-lock", "acme", "--url", s.url, key=s.operator)
         assert r.returncode == 1 and "not the operator key" in r.stderr
-        events = _system_events(a, "acme")[8:]
+        events = _system_events(a, "acme")[10:]
         assert events[0] == ("operator.lock", tk)
         assert events[1] == ("key.create", tk) and reader
         assert events[2:] == [

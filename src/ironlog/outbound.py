@@ -25,18 +25,18 @@ ENV = "IRONLOG_WITNESS_ALLOW"
 
 @dataclass(frozen=True)
 class Target:
-    """A checked URL: where to connect (``address``) and what to call it (``host``)."""
+    """A checked URL: where to connect (``addresses``, all allowed, in the
+    resolver's order) and what to call it (``host``)."""
 
     scheme: str
     host: str
     port: int
     path: str
-    address: IPAddress
+    addresses: tuple[IPAddress, ...]
 
-    @property
-    def connect_url(self) -> str:
-        """The URL with the checked address in place of the name."""
-        a = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+    def connect_url(self, address: IPAddress) -> str:
+        """The URL with a checked address in place of the name."""
+        a = f"[{address}]" if address.version == 6 else str(address)
         return f"{self.scheme}://{a}:{self.port}{self.path}"
 
     @property
@@ -105,7 +105,7 @@ class OutboundPolicy:
                 f"{host} resolves to an address the operator does not allow "
                 "(loopback, private, link-local, multicast or reserved)"
             )
-        return Target(scheme, host, port, path, addresses[0])
+        return Target(scheme, host, port, path, tuple(addresses))
 
     def check(self, url: str) -> None:
         """At set time: the URL is well formed and goes to an allowed address (400 if not)."""

@@ -38,7 +38,7 @@ from ironlog.engine import Log
 from ironlog.errors import FormatError, IronlogError, UnreachableError, VerificationError
 from ironlog.instance import Ironlog
 from ironlog.note import b64encode, parse_note, verify_cosignature
-from ironlog.outbound import OutboundPolicy
+from ironlog.outbound import OutboundPolicy, Target
 from ironlog.policy import WitnessConf, WitnessPolicy
 
 log = logging.getLogger("ironlog.witnessing")
@@ -231,16 +231,24 @@ class Witnessing:
         self.il.control.set_setting(f"witness_status:{path}", json.dumps(st.status))
 
     def _post(self, w: WitnessConf, body: bytes) -> tuple[int, str]:
-        """POST to the witness at the address checked just now; its status and
-        (at most MAX_ANSWER bytes of) its answer."""
+        """POST to the witness at an address checked just now (the next one if
+        it cannot be connected to); its status and (at most MAX_ANSWER bytes
+        of) its answer."""
         target = self.outbound.resolve(f"{w.url}/add-checkpoint")
+        for n, address in enumerate(target.addresses, 1):
+            try:
+                return self._post_to(target, target.connect_url(address), body)
+            except httpx.ConnectError as e:
+                if n == len(target.addresses):
+                    raise UnreachableError("cannot reach the witness (ConnectError)") from e
+        raise UnreachableError("the witness's name has no address")
+
+    def _post_to(self, target: Target, url: str, body: bytes) -> tuple[int, str]:
         headers = {"Host": target.host_header, "Content-Type": "text/plain; charset=utf-8"}
         ext = {"sni_hostname": target.host} if target.scheme == "https" else {}
         deadline = time.monotonic() + 2 * self.timeout
         try:
-            with self._http.stream(
-                "POST", target.connect_url, content=body, headers=headers, extensions=ext
-            ) as r:
+            with self._http.stream("POST", url, content=body, headers=headers, extensions=ext) as r:
                 answer = bytearray()
                 for chunk in r.iter_bytes():
                     answer += chunk
@@ -249,6 +257,8 @@ class Witnessing:
                     if time.monotonic() > deadline:
                         raise UnreachableError("the witness did not finish its answer in time")
                 return r.status_code, answer.decode("utf-8", "replace")
+        except httpx.ConnectError:
+            raise  # the caller tries the next address
         except httpx.TimeoutException as e:
             raise UnreachableError("the witness did not answer in time") from e
         except httpx.HTTPError as e:
