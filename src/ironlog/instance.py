@@ -19,6 +19,7 @@ from ironlog.errors import (
     ConfigurationError,
     ConflictError,
     InvalidRequestError,
+    IronlogError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -128,7 +129,7 @@ class Ironlog:
         """Append an administrative act on ``tenant`` to its system log, durably,
         before the act is made: an act whose record cannot be written is refused.
         ``by``: ``operator:KEY_ID``, ``tenant:KEY_ID`` or ``host`` (the CLI)."""
-        event = {"actor": by, "action": action, "outcome": "success", **details}
+        event = {"actor": by, "action": action, **details}
         self.system_log(tenant).append_service(prepare_object(event, now_us(), "system"))
 
     # -- what the operator allows a tenant, and what a tenant allows the operator --------
@@ -327,9 +328,7 @@ class Ironlog:
                 f"(ironlog tenant witnessing {tenant} --enable)"
             )
         others = sum(
-            len(p.witnesses)
-            for i in self.list_logs(tenant)
-            if i.name != name and (p := self.witness_policy(tenant, i.name)) is not None
+            self._witness_count(tenant, i.name) for i in self.list_logs(tenant) if i.name != name
         )
         if others + len(policy.witnesses) > MAX_TENANT_WITNESSES:
             raise InvalidRequestError(
@@ -345,6 +344,13 @@ class Ironlog:
         size = self.log(tenant, name).head().size
         self.control.set_setting(f"witnesses_from:{tenant}/{name}", str(size))
         self.control.set_setting(f"witnesses:{tenant}/{name}", policy.dumps())
+
+    def _witness_count(self, tenant: str, name: str) -> int:
+        try:
+            policy = self.witness_policy(tenant, name)
+        except (IronlogError, ValueError):  # unreadable settings: the witnessing loop says so
+            return 0
+        return len(policy.witnesses) if policy is not None else 0
 
     def published_checkpoint(self, tenant: str, name: str) -> str | None:
         """What the tlog-tiles checkpoint endpoint serves.  Without witnesses:
