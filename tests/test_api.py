@@ -290,8 +290,9 @@ def test_integrity_gate_fails_closed(server: Server) -> None:
 
         def state() -> dict[str, object]:
             logs = c.get("/v1/integrity").json()["logs"]
-            assert [x["log"] for x in logs] == ["gateco/g"]  # only this tenant's logs
-            return dict(logs[0])
+            # only this tenant's logs (its system log and g)
+            assert [x["log"] for x in logs] == ["gateco/_system", "gateco/g"]
+            return dict(logs[1])
 
         _wait(lambda: state()["verified_size"] == 600 and state()["last_full_pass_us"])
         db = server.data / "logs" / "gateco" / "g.db"

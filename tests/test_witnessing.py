@@ -12,7 +12,7 @@ import httpx
 
 from ironlog import note, tlogproof
 from tests.conftest import BIN
-from tests.server import run_server
+from tests.server import Server, run_server
 from tests.test_client import _restore, _snapshot, tenant_log
 from tests.test_witness import run_witness
 
@@ -24,14 +24,22 @@ def _wait(fn: object, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def allow_witnesses(s: Server, tenant: str) -> None:
+    """The operator lets ``tenant``'s logs have witnesses."""
+    with s.client(s.operator) as op:
+        r = op.post(f"/v1/tenants/{tenant}/witnessing", json={"enabled": True})
+        assert r.status_code == 200, r.text
+
+
 def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
     data = tmp_path / "data"
     snap = tmp_path / "snap.db"
     db = data / "logs" / "wit" / "app.db"
     with contextlib.ExitStack() as stack:
-        s = stack.enter_context(run_server(data))
+        s = stack.enter_context(run_server(data, "--witness-allow", "127.0.0.0/8"))
         port = int(s.url.rsplit(":", 1)[1])
         key = tenant_log(s, "wit")
+        allow_witnesses(s, "wit")
         c = stack.enter_context(
             httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         )
@@ -129,7 +137,7 @@ def test_two_witnesses_two_of_two(tmp_path: Path) -> None:
     # The operator forks the log: an older copy, then other entries on top.
     _restore(snap, db)
     with contextlib.ExitStack() as stack:
-        s = stack.enter_context(run_server(data, port=port))
+        s = stack.enter_context(run_server(data, "--witness-allow", "127.0.0.0/8", port=port))
         for n, w in enumerate(ws, 1):
             wport = int(w.url.rsplit(":", 1)[1])
             stack.enter_context(run_witness(tmp_path / f"w{n}", [f"{origin}={vkey}"], port=wport))

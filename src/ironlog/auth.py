@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ironlog.entry import now_us
 from ironlog.errors import (
@@ -22,12 +24,20 @@ from ironlog.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from ironlog.instance import HOST, OPERATOR_LOCK
 from ironlog.store.base import ApiKeyRecord, ControlStore
 
 TENANT_SCOPES = ("append", "read", "admin")
 OPERATOR_SCOPE = "operator"
 PREFIX = "ilk_"
 MAX_LIFETIME_S = 10 * 365 * 86400
+Recorder = Callable[..., None]
+"""``record(tenant, by, action, **details)``: ``Ironlog.record``."""
+
+
+def actor(p: Principal) -> str:
+    """How a request's key is named in a tenant's system log."""
+    return f"operator:{p.key_id}" if p.is_operator else f"tenant:{p.key_id}"
 
 
 def parse_scopes(text: str) -> tuple[str, ...]:
@@ -80,9 +90,12 @@ class KeyManager:
     disabling its tenant takes effect within that time in other processes
     (at once in this one)."""
 
-    def __init__(self, control: ControlStore, cache_seconds: float = 1.0) -> None:
+    def __init__(
+        self, control: ControlStore, cache_seconds: float = 1.0, record: Recorder | None = None
+    ) -> None:
         self.control = control
         self.cache_seconds = cache_seconds
+        self.record = record  # where acts on a tenant's keys are written (its system log)
         self._cache: dict[bytes, tuple[Principal, float, int | None]] = {}
 
     def create(
@@ -92,13 +105,19 @@ class KeyManager:
         name: str = "",
         expires_in_s: int | None = None,
         log: str | None = None,
+        by: str = HOST,
+        action: str = "key.create",
+        **details: Any,
     ) -> tuple[str, ApiKeyRecord]:
         """A new key; returns the secret (shown once) and the stored record.
-        ``log`` (a log of the tenant) is where OTLP requests with it write."""
+        ``log`` (a log of the tenant) is where OTLP requests with it write.
+        ``by`` (see ``actor``) is recorded in the tenant's system log; anyone
+        but the tenant itself is refused while the tenant locked the operator out."""
         if tenant is not None:
             rec = self.control.get_tenant(tenant)
             if rec is None:
                 raise NotFoundError(f"tenant {tenant!r} does not exist")
+            self._check_lock(tenant, by)
         if log is not None and (tenant is None or self.control.get_log(tenant, log) is None):
             raise NotFoundError(f"log {tenant}/{log} does not exist")
         if len(name) > 200:
@@ -112,6 +131,11 @@ class KeyManager:
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         record = ApiKeyRecord(key_id, tenant, scopes, _hash(secret), now, name, expires, None, log)
+        if tenant is not None and self.record is not None:
+            self.record(
+                tenant, by, action, resource=key_id, scopes=",".join(scopes), name=name,
+                expires_us=expires, log=log, **details,
+            )  # fmt: skip
         self.control.create_api_key(record)
         return f"{PREFIX}{key_id}_{secret}", record
 
@@ -158,25 +182,43 @@ class KeyManager:
         return rec
 
     def rotate(
-        self, key_id: str, tenant: str | None, old_expires_in_s: int | None = None
+        self,
+        key_id: str,
+        tenant: str | None,
+        old_expires_in_s: int | None = None,
+        by: str = HOST,
     ) -> tuple[str, ApiKeyRecord]:
         """A new key with the same tenant and scopes.  The old one stays valid
         until it is revoked, or until ``old_expires_in_s`` if given."""
         old = self.get(key_id, tenant)
         if old.revoked_us is not None:
             raise InvalidRequestError(f"API key {key_id!r} is revoked")
-        secret, new = self.create(tenant, old.scopes, old.name, log=old.log)
+        if old_expires_in_s is not None and not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
+            raise InvalidRequestError("old_expires_in must be between 0 and 10 years")
+        secret, new = self.create(
+            tenant, old.scopes, old.name, log=old.log, by=by, action="key.rotate",
+            replaces=key_id, old_expires_in=old_expires_in_s,
+        )  # fmt: skip
         if old_expires_in_s is not None:
-            if not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
-                raise InvalidRequestError("old_expires_in must be between 0 and 10 years")
             self.control.update_api_key(key_id, expires_us=now_us() + old_expires_in_s * 1_000_000)
             self.forget()
         return secret, new
 
-    def revoke(self, key_id: str, tenant: str | None) -> None:
+    def revoke(self, key_id: str, tenant: str | None, by: str = HOST) -> None:
         self.get(key_id, tenant)
+        if tenant is not None and self.record is not None:
+            self.record(tenant, by, "key.revoke", resource=key_id)
         self.control.update_api_key(key_id, revoked_us=now_us())
         self.forget()
+
+    def _check_lock(self, tenant: str, by: str) -> None:
+        if self.control.get_setting(f"{OPERATOR_LOCK}:{tenant}") == "1" and not by.startswith(
+            "tenant:"
+        ):
+            raise PermissionDeniedError(
+                f"tenant {tenant!r} has locked the operator out of creating its API keys; "
+                "its admin can unlock it (ironlog tenant operator-lock --unlock)"
+            )
 
     def forget(self) -> None:
         """Drop remembered checks (after a revocation or a tenant change)."""

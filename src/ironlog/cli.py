@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -225,7 +226,10 @@ def log_witnesses(
     policy_json: str | None,
 ) -> None:
     """Set the witnesses of TENANT/LOG and how many must cosign (no --witness: none).
-    The running service submits each new checkpoint to them."""
+    The running service submits each new checkpoint to them.  The tenant must be
+    allowed witnesses (tenant witnessing), and each URL must resolve to a public
+    address or one in IRONLOG_WITNESS_ALLOW (as for serve --witness-allow)."""
+    from ironlog.outbound import OutboundPolicy
     from ironlog.policy import parse_policy
 
     tenant, _, name = _split(path)
@@ -246,7 +250,8 @@ def log_witnesses(
     elif quorum is not None:
         raw["policy"] = {"quorum": quorum, "members": [w["vkey"].split("+")[0] for w in ws]}
     policy = parse_policy(raw)
-    _open(ctx).set_witnesses(tenant, name, policy)
+    check = OutboundPolicy.from_env().check  # as the service will check them
+    _open(ctx).set_witnesses(tenant, name, policy, check_url=check)
     click.echo(json.dumps(policy.to_json(), indent=1))
 
 
@@ -709,6 +714,61 @@ def tenant_retire_key(ctx: click.Context, tenant: str, fingerprint: str) -> None
     click.echo(f"retired {fingerprint}")
 
 
+@tenant_group.command("witnessing")
+@click.argument("tenant")
+@click.option(
+    "--enable/--disable", required=True, help="Allow the tenant's logs witnesses, or not."
+)
+@click.pass_context
+@_errors
+def tenant_witnessing(ctx: click.Context, tenant: str, enable: bool) -> None:
+    """Allow TENANT to give its logs witnesses (off by default): the service then
+    sends requests to URLs the tenant chooses, on public addresses or networks
+    allowed with serve --witness-allow.  Recorded in the tenant's system log."""
+    _open(ctx).set_witnessing_allowed(tenant, enable)
+    click.echo(f"witnessing {'enabled' if enable else 'disabled'} for tenant {tenant}")
+
+
+@tenant_group.command("operator-lock")
+@click.argument("tenant")
+@click.option("--unlock", is_flag=True, help="Lift the lock.")
+@click.option(
+    "--url",
+    help="As the tenant: the service's URL; the tenant's admin key comes from IRONLOG_API_KEY.  "
+    "Without --url: on the service's machine, as the operator (to unlock a tenant that lost "
+    "its admin keys).",
+)
+@click.pass_context
+@_errors
+def tenant_operator_lock(ctx: click.Context, tenant: str, unlock: bool, url: str | None) -> None:
+    """Lock the operator out of creating or rotating TENANT's API keys (or --unlock).
+    Every lock and unlock is recorded in the tenant's system log."""
+    if url is None:
+        _open(ctx).set_operator_locked(tenant, not unlock)
+    else:
+        import httpx
+
+        key = os.environ.get("IRONLOG_API_KEY")
+        if not key:
+            raise click.UsageError("set IRONLOG_API_KEY to the tenant's admin key")
+        try:
+            r = httpx.post(
+                f"{url.rstrip('/')}/v1/tenants/{tenant}/operator-lock",
+                json={"locked": not unlock},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+        except httpx.HTTPError as e:
+            raise click.ClickException(f"cannot reach {url}: {type(e).__name__}") from e
+        if r.status_code != 200:
+            try:
+                msg = str(r.json()["error"]["message"])
+            except (ValueError, KeyError, TypeError):
+                msg = f"HTTP {r.status_code}"
+            raise click.ClickException(msg)
+    click.echo(f"operator {'unlocked' if unlock else 'locked out'} for tenant {tenant}")
+
+
 @main.group("key")
 def key_group() -> None:
     """Manage API keys."""
@@ -731,7 +791,8 @@ def key_create(
     log_name: str | None,
 ) -> None:
     """Create an API key for TENANT; the secret is printed once."""
-    secret, rec = KeyManager(_open(ctx).control).create(
+    il = _open(ctx)
+    secret, rec = KeyManager(il.control, record=il.record).create(
         tenant, parse_scopes(scopes), name, expires_in, log_name
     )
     click.echo(f"key id: {rec.key_id}  scopes: {','.join(rec.scopes)}", err=True)
@@ -774,7 +835,8 @@ def key_rotate(ctx: click.Context, tenant: str, key_id: str, old_expires_in: int
 @_errors
 def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
     """Revoke an API key now."""
-    KeyManager(_open(ctx).control).revoke(key_id, tenant)
+    il = _open(ctx)
+    KeyManager(il.control, record=il.record).revoke(key_id, tenant)
     click.echo(f"revoked {key_id}")
 
 
@@ -859,7 +921,7 @@ def operator_key_new(ctx: click.Context, keep_old: bool, name: str) -> None:
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval, and [[listen]] tables.  "
+    "rate_burst, verify_interval, full_verify_interval, witness_allow, and [[listen]] tables.  "
     "Options given here win.",
 )
 @click.option(
@@ -869,6 +931,14 @@ def operator_key_new(ctx: click.Context, keep_old: bool, name: str) -> None:
     metavar="KIND:HOST:PORT=TENANT/LOG",
     help="Also receive events on a socket (repeatable).  KIND: syslog-udp, syslog-tcp, "
     "syslog-tls (uses --tls-cert/--tls-key), ndjson-tcp.",
+)
+@click.option(
+    "--witness-allow",
+    "witness_allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Also allow witnesses in this network, e.g. 127.0.0.0/8 (repeatable; "
+    "default: public addresses only; env IRONLOG_WITNESS_ALLOW, comma-separated).",
 )
 @click.pass_context
 @_errors
@@ -882,6 +952,7 @@ def serve(
     rate_limit: float | None,
     config: Path | None,
     listen: tuple[str, ...],
+    witness_allow: tuple[str, ...],
 ) -> None:
     """Run the HTTP API (initialises the data directory on first start).
 
@@ -903,6 +974,7 @@ def serve(
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     cfg.add_listeners(listen)
+    cfg.add_witness_allow(witness_allow)
     listening = list(cfg.check_listeners(data))  # checks only: nothing created yet
     sock = bind_http(cfg)
     for line in first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert)):

@@ -26,6 +26,7 @@ from ironlog.errors import (
     IronlogError,
     LogUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from ironlog.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.note import Checkpoint, Signer, Verifier, open_checkpoint
@@ -287,6 +288,7 @@ class Log:
         self._writer: LogWriter | None = None
         self._writer_lock = threading.Lock()
         self.unhealthy: str | None = None
+        self.service_only = False  # a tenant's system log: no door may append to it
         # observer(info, entries, bytes, seconds) after every committed batch
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
         try:
@@ -342,6 +344,14 @@ class Log:
         if self.unhealthy is not None:
             raise IntegrityError(f"log {self.info.path} refuses writes: {self.unhealthy}")
 
+    def check_appendable(self) -> None:
+        """What a door checks before it reads a request: writable, and not service-only."""
+        if self.service_only:
+            raise PermissionDeniedError(
+                f"log {self.info.path} is written by the service only (its system log)"
+            )
+        self.check_writable()
+
     # -- writing ---------------------------------------------------------------
     @property
     def verifier(self) -> Verifier:
@@ -365,13 +375,20 @@ class Log:
         return self._writer
 
     def _request(
-        self, entries: Sequence[PreparedEntry], proofs: bool, idempotency_key: str | None
+        self,
+        entries: Sequence[PreparedEntry],
+        proofs: bool,
+        idempotency_key: str | None,
+        service: bool = False,
     ) -> _Request:
+        if not service:
+            self.check_appendable()
         if not entries:
             raise InvalidRequestError("nothing to append")
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidRequestError("an idempotency key is 1 to 255 characters")
-        self.check_writable()
+        if service:
+            self.check_writable()
         return _Request(entries, proofs, idem_key=idempotency_key)
 
     def outcome(
@@ -434,6 +451,15 @@ class Log:
         req.afuture = req.loop.create_future()
         self._writer_().submit(req)
         return await req.afuture
+
+    def append_service(self, entry: PreparedEntry) -> Receipt:
+        """Append as the service itself: the only way into a service-only log."""
+        req = self._request([entry], True, None, service=True)
+        req.future = Future()
+        self._writer_().submit(req)
+        res = req.future.result()
+        assert isinstance(res, list)
+        return res[0]
 
     def append_batch(self, entries: Sequence[PreparedEntry]) -> BatchReceipt:
         """Append all or nothing; answered after the batch is durable."""

@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ironlog.engine import Log
-from ironlog.entry import now_us
-from ironlog.errors import ConfigurationError, ConflictError, InvalidRequestError, NotFoundError
+from ironlog.entry import now_us, prepare_object
+from ironlog.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidRequestError,
+    IronlogError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from ironlog.keys import MasterKey, create_master_key, load_master_key
 from ironlog.note import NoteSigner, Signer
 from ironlog.policy import WitnessPolicy, parse_policy
@@ -32,6 +39,11 @@ from ironlog.store.base import (
 from ironlog.store.sqlite import SqliteDriver
 
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
+HOST = "host"  # who acts through the ironlog CLI on the service's machine (the operator)
+OPERATOR_LOCK = "operator_locked"  # setting prefix: the tenant locked the operator out of its keys
+WITNESSING = "witnessing"  # setting prefix: the operator allowed the tenant witnesses
+SYSTEM_LOG = "_system"  # each tenant's log of administrative acts (no user name starts with _)
+MAX_TENANT_WITNESSES = 32  # witnesses over all logs of one tenant
 
 
 _DATA_DIR_MARKERS = ("control.db", "master.key")
@@ -102,7 +114,7 @@ class Ironlog:
         return self.control.get_setting("origin_prefix") or DEFAULT_ORIGIN_PREFIX
 
     # -- tenants ---------------------------------------------------------------
-    def create_tenant(self, name: str) -> TenantRecord:
+    def create_tenant(self, name: str, by: str = HOST) -> TenantRecord:
         check_name("tenant", name)
         signer = Signer.generate(f"{self.origin_prefix}/{name}")
         record = TenantRecord(
@@ -114,7 +126,63 @@ class Ironlog:
         )
         self.control.create_tenant(record)
         self.control.add_signing_key(self._local_key_record(record))
+        self.record(name, by, "tenant.create")
         return record
+
+    # -- the system log: every administrative act on a tenant ----------------------
+    def system_log(self, tenant: str) -> Log:
+        """The tenant's system log (created with the tenant, or now for tenants
+        from before it existed).  Readable like any log; only the service appends."""
+        if self.control.get_log(tenant, SYSTEM_LOG) is None:
+            self.tenant(tenant)
+            info = LogInfo(
+                tenant=tenant,
+                name=SYSTEM_LOG,
+                origin=f"{self.origin_prefix}/{tenant}/{SYSTEM_LOG}",
+                durability=Durability(),
+                created_us=now_us(),
+                indexes=("actor", "action"),
+            )
+            with contextlib.suppress(ConflictError):  # another process made it
+                self.control.create_log(info)
+        return self.log(tenant, SYSTEM_LOG)
+
+    def record(self, tenant: str, by: str, action: str, **details: Any) -> None:
+        """Append an administrative act on ``tenant`` to its system log, durably,
+        before the act is made: an act whose record cannot be written is refused.
+        ``by``: ``operator:KEY_ID``, ``tenant:KEY_ID`` or ``host`` (the CLI)."""
+        event = {"actor": by, "action": action, **details}
+        self.system_log(tenant).append_service(prepare_object(event, now_us(), "system"))
+
+    # -- what the operator allows a tenant, and what a tenant allows the operator --------
+    def witnessing_allowed(self, tenant: str) -> bool:
+        return self.control.get_setting(f"{WITNESSING}:{tenant}") == "1"
+
+    def set_witnessing_allowed(self, tenant: str, allowed: bool, by: str = HOST) -> None:
+        """The operator's switch: may the tenant's logs have witnesses (which
+        makes the service send requests to URLs the tenant chooses)?"""
+        self.tenant(tenant)
+        self.record(tenant, by, "witnessing.enable" if allowed else "witnessing.disable")
+        self.control.set_setting(f"{WITNESSING}:{tenant}", "1" if allowed else "0")
+
+    def operator_locked(self, tenant: str) -> bool:
+        return self.control.get_setting(f"{OPERATOR_LOCK}:{tenant}") == "1"
+
+    def set_operator_locked(self, tenant: str, locked: bool, by: str = HOST) -> None:
+        """While locked, the operator cannot create or rotate API keys of the tenant."""
+        self.tenant(tenant)
+        self.record(tenant, by, "operator.lock" if locked else "operator.unlock")
+        self.control.set_setting(f"{OPERATOR_LOCK}:{tenant}", "1" if locked else "0")
+
+    def set_tenant_disabled(self, tenant: str, disabled: bool, by: str = HOST) -> None:
+        self.tenant(tenant)
+        self.record(tenant, by, "tenant.disable" if disabled else "tenant.enable")
+        self.control.set_tenant_disabled(tenant, disabled)
+
+    def set_log_public(self, tenant: str, name: str, public: bool, by: str = HOST) -> None:
+        self.log_info(tenant, name)
+        self.record(tenant, by, "log.public", resource=name, public=public)
+        self.control.set_log_public(tenant, name, public)
 
     @staticmethod
     def _local_key_record(rec: TenantRecord) -> SigningKeyRecord:
@@ -138,7 +206,9 @@ class Ironlog:
             keys = self.control.signing_keys(tenant)
         return keys
 
-    def rotate_signing_key(self, tenant: str, pkcs11: Pkcs11Ref | None = None) -> SigningKeyRecord:
+    def rotate_signing_key(
+        self, tenant: str, pkcs11: Pkcs11Ref | None = None, by: str = HOST
+    ) -> SigningKeyRecord:
         """Add a new active key: from now on old and new keys both sign every
         checkpoint, until the old one is retired."""
         self.signing_keys(tenant)
@@ -154,14 +224,21 @@ class Ironlog:
                 tenant, fingerprint(signer.public), "local", sealed, signer.public, now_us()
             )
         self._open_signer(rec, f"{self.origin_prefix}/{tenant}")  # proves it can sign
+        self.record(
+            tenant, by, "signing_key.add", resource=rec.fingerprint, kind=rec.kind,
+            public_key=rec.public_key.hex(),
+        )  # fmt: skip
         self.control.add_signing_key(rec)
         return rec
 
-    def retire_signing_key(self, tenant: str, fp: str) -> None:
+    def retire_signing_key(self, tenant: str, fp: str, by: str = HOST) -> None:
         """Stop signing with ``fp``; it still verifies the checkpoints it signed."""
         active = [k for k in self.signing_keys(tenant) if k.retired_us is None]
         if [k.fingerprint for k in active] == [fp]:
             raise InvalidRequestError("cannot retire the only active signing key: rotate first")
+        if fp not in [k.fingerprint for k in active]:
+            raise NotFoundError(f"tenant {tenant!r} has no active signing key {fp}")
+        self.record(tenant, by, "signing_key.retire", resource=fp)
         self.control.retire_signing_key(tenant, fp, now_us())
 
     def _open_signer(self, rec: SigningKeyRecord, name: str) -> NoteSigner:
@@ -198,11 +275,12 @@ class Ironlog:
         create_tenant: bool = False,
         indexes: tuple[str, ...] = DEFAULT_INDEXES,
         public: bool = False,
+        by: str = HOST,
     ) -> LogInfo:
         check_name("tenant", tenant)
         check_name("log", name)
         if create_tenant and self.control.get_tenant(tenant) is None:
-            self.create_tenant(tenant)
+            self.create_tenant(tenant, by)
         info = LogInfo(
             tenant=tenant,
             name=name,
@@ -212,6 +290,13 @@ class Ironlog:
             indexes=indexes,
             public=public,
         )
+        self.tenant(tenant)
+        if self.control.get_log(tenant, name) is not None:
+            raise ConflictError(f"log {info.path!r} already exists")
+        self.record(
+            tenant, by, "log.create", resource=name, durability=str(info.durability),
+            indexes=",".join(indexes), public=public,
+        )  # fmt: skip
         self.control.create_log(info)
         self.driver.open_log(info).close()  # create its database now
         return info
@@ -235,6 +320,7 @@ class Ironlog:
                     self._open_signer,
                 )
                 lg = Log(info, self.driver.open_log(info), ring)
+                lg.service_only = name == SYSTEM_LOG
                 lg.commit_observers.extend(self.commit_observers)
                 self._logs[key] = lg
             return lg
@@ -246,13 +332,47 @@ class Ironlog:
         return self.log(tenant, name)
 
     # -- witnesses -----------------------------------------------------------------
-    def set_witnesses(self, tenant: str, name: str, policy: WitnessPolicy) -> None:
+    def set_witnesses(
+        self,
+        tenant: str,
+        name: str,
+        policy: WitnessPolicy,
+        by: str = HOST,
+        check_url: Callable[[str], None] | None = None,
+    ) -> None:
+        """Set a log's witnesses: only for tenants the operator allowed to have
+        them, at most MAX_TENANT_WITNESSES over all the tenant's logs, and
+        each URL passing ``check_url`` (where the service may connect)."""
         self.log_info(tenant, name)
+        if policy.witnesses and not self.witnessing_allowed(tenant):
+            raise PermissionDeniedError(
+                f"tenant {tenant!r} may not have witnesses: the operator enables it "
+                f"(ironlog tenant witnessing {tenant} --enable)"
+            )
+        others = sum(
+            self._witness_count(tenant, i.name) for i in self.list_logs(tenant) if i.name != name
+        )
+        if others + len(policy.witnesses) > MAX_TENANT_WITNESSES:
+            raise InvalidRequestError(
+                f"a tenant may have at most {MAX_TENANT_WITNESSES} witnesses over all its logs "
+                f"({others} on its other logs)"
+            )
+        for w in policy.witnesses:
+            if check_url is not None:
+                check_url(w.url)
+        self.record(tenant, by, "witnesses.set", resource=name, witnesses=policy.to_json())
         # The tree size when the policy took effect: the published checkpoint
         # never goes below it (see published_checkpoint).
         size = self.log(tenant, name).head().size
         self.control.set_setting(f"witnesses_from:{tenant}/{name}", str(size))
         self.control.set_setting(f"witnesses:{tenant}/{name}", policy.dumps())
+
+    def _witness_count(self, tenant: str, name: str) -> int:
+        try:
+            policy = self.witness_policy(tenant, name)
+        except (IronlogError, ValueError):  # unreadable settings: the witnessing loop says so
+            return 0
+        return len(policy.witnesses) if policy is not None else 0
 
     def published_checkpoint(self, tenant: str, name: str) -> str | None:
         """What the tlog-tiles checkpoint endpoint serves.  Without witnesses:

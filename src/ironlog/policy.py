@@ -15,11 +15,32 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ironlog.errors import InvalidRequestError
 from ironlog.note import ALG_COSIGNATURE_V1, Verifier
 
-MAX_WITNESSES = 32
+MAX_WITNESSES = 16  # per log (a tenant has at most 32 over all its logs)
+
+
+def split_witness_url(url: str) -> tuple[str, str, int, str]:
+    """scheme, host, port and path of a witness base URL: http(s), a host, no
+    user name or password, no query or fragment (InvalidRequestError if not)."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise InvalidRequestError("a witness url is not a valid URL") from e
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise InvalidRequestError("a witness url is http(s)://HOST[:PORT][/PATH]")
+    if u.username is not None or u.password is not None or "@" in u.netloc:
+        raise InvalidRequestError("a witness url must not carry a user name or password")
+    if u.query or u.fragment or "?" in url or "#" in url:
+        raise InvalidRequestError("a witness url must not have a query or a fragment")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url) or len(url) > 2000:
+        raise InvalidRequestError("a witness url has spaces or control characters, or is too long")
+    default = 443 if u.scheme == "https" else 80
+    return u.scheme, u.hostname, port or default, u.path.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -103,8 +124,9 @@ def parse_policy(obj: Any) -> WitnessPolicy:
         if not isinstance(w, dict) or set(w) != {"url", "vkey"}:
             raise InvalidRequestError("each witness is {url, vkey}")
         url, vkey = w["url"], w["vkey"]
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not isinstance(url, str):
             raise InvalidRequestError("a witness url is http(s)://...")
+        split_witness_url(url)
         v = Verifier.from_vkey(str(vkey))
         if v.alg != ALG_COSIGNATURE_V1:
             raise InvalidRequestError(f"witness key {v.name} is not a cosignature/v1 key")

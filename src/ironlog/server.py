@@ -13,8 +13,10 @@ from pathlib import Path
 
 from ironlog.auth import OPERATOR_SCOPE, KeyManager
 from ironlog.errors import ConfigurationError
-from ironlog.instance import Ironlog, init_data_dir
+from ironlog.instance import SYSTEM_LOG, Ironlog, init_data_dir
 from ironlog.listeners import ListenSpec, check_bindable
+from ironlog.outbound import ENV as WITNESS_ALLOW_ENV
+from ironlog.outbound import OutboundPolicy
 
 
 def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator[str]:
@@ -25,7 +27,7 @@ def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"{scheme}://{shown_host}:{port}"
     with Ironlog(data) as il:
-        keys = KeyManager(il.control)
+        keys = KeyManager(il.control, record=il.record)
         yield f"ironlog serving {data.resolve()} on {base}"
         yield f"API docs: {base}/schema (OpenAPI: {base}/schema/openapi.json)"
         if keys.list(None):
@@ -61,12 +63,17 @@ class ServeConfig:
     verify_interval: float = 10.0
     full_verify_interval: float = 3600.0
     listen: list[ListenSpec] = field(default_factory=list)
+    # Networks (CIDR) witnesses may be in besides public addresses, e.g. "127.0.0.0/8".
+    witness_allow: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> ServeConfig:
         """Defaults, then IRONLOG_VERIFY_INTERVAL / IRONLOG_FULL_VERIFY_INTERVAL /
-        IRONLOG_RATE_LIMIT / IRONLOG_RATE_BURST, then the TOML file."""
+        IRONLOG_RATE_LIMIT / IRONLOG_RATE_BURST / IRONLOG_WITNESS_ALLOW (comma-separated),
+        then the TOML file."""
         cfg = cls()
+        env_allow = os.environ.get(WITNESS_ALLOW_ENV, "")
+        cfg.add_witness_allow(x for x in env_allow.split(",") if x.strip())
         for name in ("verify_interval", "full_verify_interval", "rate_limit", "rate_burst"):
             env = os.environ.get(f"IRONLOG_{name.upper()}")
             if env:
@@ -90,6 +97,10 @@ class ServeConfig:
         if not isinstance(listen, list) or not all(isinstance(x, dict) for x in listen):
             raise ConfigurationError(f"config {path}: listen must be [[listen]] tables")
         cfg.listen = [ListenSpec.from_dict(dict(x)) for x in listen]
+        allow = raw.pop("witness_allow", [])
+        if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
+            raise ConfigurationError(f"config {path}: witness_allow must be a list of CIDR strings")
+        cfg.add_witness_allow(allow)
         for key, value in raw.items():
             default = getattr(cls(), key)
             kind = type(default) if default is not None else (float if key == "rate_burst" else str)
@@ -99,6 +110,12 @@ class ServeConfig:
                 raise ConfigurationError(f"config {path}: {key} must be {kind.__name__}")
             setattr(cfg, key, value)
         return cfg
+
+    def add_witness_allow(self, networks: Iterable[str]) -> None:
+        """Allow witnesses in these networks too (checked now: a bad one is an error)."""
+        items = [x.strip() for x in networks]
+        OutboundPolicy.parse(items)
+        self.witness_allow.extend(x for x in items if x not in self.witness_allow)
 
     def add_listeners(self, specs: Iterable[str]) -> None:
         """``--listen`` values; syslog-tls ones use the server's certificate."""
@@ -112,6 +129,8 @@ class ServeConfig:
         listens.  Runs before the first start creates anything, so on a data
         directory not yet initialised only the demo log (created then) can be named."""
         for spec in self.listen:
+            if spec.tenant_log[1] == SYSTEM_LOG:
+                raise ConfigurationError(f"{spec.log} is written by the service only")
             check_bindable(spec)
         if not self.listen:
             return
@@ -165,6 +184,7 @@ def run(data: Path, cfg: ServeConfig, sock: socket.socket) -> None:
     if cfg.rate_burst is not None:
         os.environ["IRONLOG_RATE_BURST"] = str(cfg.rate_burst)
     os.environ["IRONLOG_LISTEN"] = json.dumps([s.to_dict() for s in cfg.listen])
+    os.environ[WITNESS_ALLOW_ENV] = ",".join(cfg.witness_allow)
     if cfg.workers > 1:  # one /metrics view over all workers
         metrics_dir = data / ".metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)

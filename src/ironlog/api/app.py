@@ -40,21 +40,23 @@ from ironlog.api.metrics import Metrics
 from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
-from ironlog.auth import parse_scopes
+from ironlog.auth import Principal, actor, parse_scopes
 from ironlog.engine import Receipt
 from ironlog.entry import now_us, prepare_json, prepare_ndjson
 from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,
     IronlogError,
+    PermissionDeniedError,
     RateLimitedError,
     http_status,
 )
-from ironlog.instance import Ironlog
+from ironlog.instance import SYSTEM_LOG, Ironlog
 from ironlog.integrity import IntegrityChecker
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
+from ironlog.outbound import OutboundPolicy
 from ironlog.policy import parse_policy
 from ironlog.store.base import Durability, Query, parse_indexes
 from ironlog.timeparse import parse_time
@@ -150,23 +152,49 @@ class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
     old_expires_in: int | None = None
 
 
+class EnabledIn(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
+class LockedIn(msgspec.Struct, forbid_unknown_fields=True):
+    locked: bool
+
+
+def _tenant_admin(p: Principal, tenant: str) -> None:
+    """What only the tenant itself may do: not the operator."""
+    if p.is_operator:
+        raise PermissionDeniedError(
+            "only the tenant's own admin key can do this, not the operator key"
+        )
+    p.require("admin", tenant)
+
+
 @post("/v1/tenants")
 async def create_tenant(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await request.body()
-    principal(request).require("operator")
+    p = principal(request)
+    p.require("operator")
     data = parse_body(body, TenantIn)
-    rec = state(request).il.create_tenant(data.name)
+    rec = await anyio.to_thread.run_sync(
+        lambda: state(request).il.create_tenant(data.name, actor(p))
+    )
     return json_response({"name": rec.name, "created_us": rec.created_us}, 201)
 
 
 @get("/v1/tenants", sync_to_thread=True)
 def list_tenants(request: Request[Any, Any, Any]) -> Response[bytes]:
     principal(request).require("operator")
+    il = state(request).il
     return json_response(
         {
             "tenants": [
-                {"name": t.name, "disabled": t.disabled}
-                for t in state(request).il.control.list_tenants()
+                {
+                    "name": t.name,
+                    "disabled": t.disabled,
+                    "witnessing": il.witnessing_allowed(t.name),
+                    "operator_locked": il.operator_locked(t.name),
+                }
+                for t in il.control.list_tenants()
             ]
         }
     )
@@ -174,17 +202,45 @@ def list_tenants(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @post("/v1/tenants/{tenant:str}/disable", sync_to_thread=True)
 def disable_tenant(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
-    principal(request).require("operator")
-    state(request).il.control.set_tenant_disabled(tenant, True)
+    p = principal(request)
+    p.require("operator")
+    state(request).il.set_tenant_disabled(tenant, True, actor(p))
     state(request).keys.forget()
     return json_response({"name": tenant, "disabled": True})
 
 
 @post("/v1/tenants/{tenant:str}/enable", sync_to_thread=True)
 def enable_tenant(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
-    principal(request).require("operator")
-    state(request).il.control.set_tenant_disabled(tenant, False)
+    p = principal(request)
+    p.require("operator")
+    state(request).il.set_tenant_disabled(tenant, False, actor(p))
     return json_response({"name": tenant, "disabled": False})
+
+
+@post("/v1/tenants/{tenant:str}/witnessing")
+async def set_witnessing(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    """The operator allows a tenant's logs to have witnesses (off by default)."""
+    body = await request.body()
+    p = principal(request)
+    p.require("operator")
+    data = parse_body(body, EnabledIn)
+    il = state(request).il
+    await anyio.to_thread.run_sync(
+        lambda: il.set_witnessing_allowed(tenant, data.enabled, actor(p))
+    )
+    return json_response({"name": tenant, "witnessing": data.enabled})
+
+
+@post("/v1/tenants/{tenant:str}/operator-lock")
+async def set_operator_lock(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+    """The tenant's admin locks the operator out of creating its keys (or lifts that)."""
+    body = await request.body()
+    p = principal(request)
+    _tenant_admin(p, tenant)
+    data = parse_body(body, LockedIn)
+    il = state(request).il
+    await anyio.to_thread.run_sync(lambda: il.set_operator_locked(tenant, data.locked, actor(p)))
+    return json_response({"name": tenant, "operator_locked": data.locked})
 
 
 def _log_json(lg: Any) -> dict[str, Any]:
@@ -217,15 +273,17 @@ def _log_info_json(il: Ironlog, lg: Any) -> dict[str, Any]:
 @post("/v1/tenants/{tenant:str}/logs")
 async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     body = await request.body()
-    principal(request).require("admin", tenant)
+    p = principal(request)
+    p.require("admin", tenant)
     data = parse_body(body, LogIn)
+    if data.public:  # what is public, the tenant decides
+        _tenant_admin(p, tenant)
     il = state(request).il
-    il.create_log(
-        tenant,
-        data.name,
-        Durability.parse(data.durability),
-        indexes=parse_indexes(data.indexes),
-        public=data.public,
+    durability, indexes = Durability.parse(data.durability), parse_indexes(data.indexes)
+    await anyio.to_thread.run_sync(
+        lambda: il.create_log(
+            tenant, data.name, durability, indexes=indexes, public=data.public, by=actor(p)
+        )
     )
     return json_response(_log_json(il.log(tenant, data.name)), 201)
 
@@ -233,9 +291,11 @@ async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[b
 @post("/v1/tenants/{tenant:str}/logs/{name:str}/public")
 async def set_public(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
     body = await request.body()
-    principal(request).require("admin", tenant)
+    p = principal(request)
+    _tenant_admin(p, tenant)
     data = parse_body(body, PublicIn)
-    state(request).il.control.set_log_public(tenant, name, data.public)
+    il = state(request).il
+    await anyio.to_thread.run_sync(lambda: il.set_log_public(tenant, name, data.public, actor(p)))
     return json_response({"log": f"{tenant}/{name}", "public": data.public})
 
 
@@ -253,10 +313,14 @@ def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
 @post("/v1/tenants/{tenant:str}/keys")
 async def create_key(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     body = await request.body()
-    principal(request).require("admin", tenant)
+    p = principal(request)
+    p.require("admin", tenant)
     data = parse_body(body, KeyIn)
-    secret, rec = state(request).keys.create(
-        tenant, parse_scopes(data.scopes), data.name, data.expires_in, data.log
+    scopes = parse_scopes(data.scopes)
+    secret, rec = await anyio.to_thread.run_sync(
+        lambda: state(request).keys.create(
+            tenant, scopes, data.name, data.expires_in, data.log, by=actor(p)
+        )
     )
     return json_response({"key": secret, **key_json(rec)}, 201)
 
@@ -273,15 +337,17 @@ def list_signing_keys(request: Request[Any, Any, Any], tenant: str) -> Response[
 def rotate_signing_key(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     """A new in-process key; old and new both sign until the old one is retired.
     (Keys in a PKCS#11 token are added by the operator with the CLI.)"""
-    principal(request).require("admin", tenant)
-    rec = state(request).il.rotate_signing_key(tenant)
+    p = principal(request)
+    p.require("admin", tenant)
+    rec = state(request).il.rotate_signing_key(tenant, by=actor(p))
     return json_response(signing_key_json(rec), 201)
 
 
 @post("/v1/tenants/{tenant:str}/signing-keys/{fp:str}/retire", sync_to_thread=True)
 def retire_signing_key(request: Request[Any, Any, Any], tenant: str, fp: str) -> Response[bytes]:
-    principal(request).require("admin", tenant)
-    state(request).il.retire_signing_key(tenant, fp)
+    p = principal(request)
+    p.require("admin", tenant)
+    state(request).il.retire_signing_key(tenant, fp, by=actor(p))
     return json_response({"retired": fp})
 
 
@@ -296,17 +362,21 @@ def list_keys(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
 @post("/v1/tenants/{tenant:str}/keys/{key_id:str}/rotate")
 async def rotate_key(request: Request[Any, Any, Any], tenant: str, key_id: str) -> Response[bytes]:
     body = await request.body()
-    principal(request).require("admin", tenant)
+    p = principal(request)
+    p.require("admin", tenant)
     data = parse_body(body or b"{}", RotateIn)
-    secret, rec = state(request).keys.rotate(key_id, tenant, data.old_expires_in)
+    secret, rec = await anyio.to_thread.run_sync(
+        lambda: state(request).keys.rotate(key_id, tenant, data.old_expires_in, by=actor(p))
+    )
     return json_response({"key": secret, "replaces": key_id, **key_json(rec)}, 201)
 
 
 @delete("/v1/tenants/{tenant:str}/keys/{key_id:str}", sync_to_thread=True, status_code=200)
 def revoke_key(request: Request[Any, Any, Any], tenant: str, key_id: str) -> Response[bytes]:
-    principal(request).require("admin", tenant)
+    p = principal(request)
+    p.require("admin", tenant)
     st = state(request)
-    st.keys.revoke(key_id, tenant)
+    st.keys.revoke(key_id, tenant, by=actor(p))
     return json_response({"revoked": key_id})
 
 
@@ -321,16 +391,21 @@ def log_info(request: Request[Any, Any, Any], tenant: str, name: str) -> Respons
 
 @put("/v1/tenants/{tenant:str}/logs/{name:str}/witnesses")
 async def set_witnesses(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
-    """Witnesses (url, cosignature/v1 vkey) and policy (k of n, nested groups)."""
+    """Witnesses (url, cosignature/v1 vkey) and policy (k of n, nested groups).
+    Only the tenant's admin, for a tenant the operator allowed witnesses; each
+    URL must go to an address the operator allows (checked again at every send)."""
     body = await request.body()
-    principal(request).require("admin", tenant)
+    p = principal(request)
+    _tenant_admin(p, tenant)
     try:
         raw = json.loads(body)
     except ValueError as e:
         raise InvalidRequestError("request body is not valid JSON") from e
     policy = parse_policy(raw)
-    il = state(request).il
-    il.set_witnesses(tenant, name, policy)
+    st = state(request)
+    await anyio.to_thread.run_sync(
+        lambda: st.il.set_witnesses(tenant, name, policy, by=actor(p), check_url=st.outbound.check)
+    )
     return json_response(policy.to_json())
 
 
@@ -514,9 +589,16 @@ def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 def integrity_clear(
     request: Request[Any, Any, Any], tenant: str, name: str, force: bool = False
 ) -> Response[bytes]:
-    principal(request).require("operator")
+    p = principal(request)
+    p.require("operator")
     st = state(request)
     st.il.log(tenant, name)  # 404 for an unknown log
+    act = "integrity.force_clear" if force else "integrity.clear"
+    if name == SYSTEM_LOG:  # it cannot record anything until it is cleared
+        out = st.integrity.clear(f"{tenant}/{name}", force).to_json()
+        st.il.record(tenant, actor(p), act, resource=name)
+        return json_response(out)
+    st.il.record(tenant, actor(p), act, resource=name)
     return json_response(st.integrity.clear(f"{tenant}/{name}", force).to_json())
 
 
@@ -527,13 +609,15 @@ def create_app(
     rate_limit: float = 0.0,
     rate_burst: float | None = None,
     listen: Sequence[ListenSpec] = (),
+    outbound: OutboundPolicy | None = None,
 ) -> Litestar:
     checker = IntegrityChecker(il, verify_interval, full_verify_interval)
     meters = Metrics()
     il.commit_observers.append(meters.observe_commit)
 
     running = Listeners()
-    witnessing = Witnessing(il)
+    outbound = outbound or OutboundPolicy()
+    witnessing = Witnessing(il, outbound=outbound)
 
     async def startup() -> None:
         if verify_interval > 0:
@@ -555,6 +639,8 @@ def create_app(
             list_tenants,
             disable_tenant,
             enable_tenant,
+            set_witnessing,
+            set_operator_lock,
             create_log,
             set_public,
             set_witnesses,
@@ -590,6 +676,7 @@ def create_app(
         debug=False,
     )
     app.state.ironlog = State(il, checker, meters, RateLimiter(rate_limit, rate_burst))
+    app.state.ironlog.outbound = outbound
     return app
 
 
@@ -606,4 +693,5 @@ def create_app_from_env() -> Litestar:
         listen=[
             ListenSpec.from_dict(x) for x in json.loads(os.environ.get("IRONLOG_LISTEN", "[]"))
         ],
+        outbound=OutboundPolicy.from_env(),
     )

@@ -13,6 +13,7 @@ from ironlog.engine import Log
 from ironlog.errors import RateLimitedError
 from ironlog.instance import Ironlog
 from ironlog.integrity import IntegrityChecker
+from ironlog.outbound import OutboundPolicy
 
 
 class State:
@@ -20,7 +21,8 @@ class State:
         self, il: Ironlog, checker: IntegrityChecker, metrics: Metrics, limiter: RateLimiter
     ) -> None:
         self.il = il
-        self.keys = KeyManager(il.control)
+        self.keys = KeyManager(il.control, record=il.record)
+        self.outbound = OutboundPolicy()  # where witnesses may be (create_app sets it)
         self.integrity = checker
         self.metrics = metrics
         self.limiter = limiter

@@ -218,7 +218,7 @@ async def _export(request: Request[Any, Any, Any], ctype: str) -> Response[bytes
     if tenant and tenant != p.tenant:
         raise OtlpError(404, "no such resource")
     lg = state(request).il.log(str(p.tenant), log_name)
-    lg.check_writable()
+    lg.check_appendable()
     body = await request.body()
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
