@@ -650,7 +650,8 @@ def key_revoke(ctx: click.Context, tenant: str, key_id: str) -> None:
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval, and [[listen]] tables.  "
+    "rate_burst, verify_interval, full_verify_interval, [[listen]] tables and a [limits] "
+    "table.  "
     "Options given here win.",
 )
 @click.option(

@@ -13,6 +13,8 @@ from pathlib import Path
 from ironlog.auth import OPERATOR_SCOPE, KeyManager
 from ironlog.errors import ConfigurationError
 from ironlog.instance import Ironlog, init_data_dir
+from ironlog.limits import ENV as LIMITS_ENV
+from ironlog.limits import Limits
 from ironlog.listeners import ListenSpec, check_bindable
 
 
@@ -60,6 +62,7 @@ class ServeConfig:
     verify_interval: float = 10.0
     full_verify_interval: float = 3600.0
     listen: list[ListenSpec] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def load(cls, path: Path | None) -> ServeConfig:
@@ -89,6 +92,10 @@ class ServeConfig:
         if not isinstance(listen, list) or not all(isinstance(x, dict) for x in listen):
             raise ConfigurationError(f"config {path}: listen must be [[listen]] tables")
         cfg.listen = [ListenSpec.from_dict(dict(x)) for x in listen]
+        limits = raw.pop("limits", {})
+        if not isinstance(limits, dict):
+            raise ConfigurationError(f"config {path}: limits must be a [limits] table")
+        cfg.limits = Limits.from_dict(limits, f"config {path}: [limits]")
         for key, value in raw.items():
             default = getattr(cls(), key)
             kind = type(default) if default is not None else (float if key == "rate_burst" else str)
@@ -125,6 +132,7 @@ def run(data: Path, cfg: ServeConfig) -> None:
     if cfg.rate_burst is not None:
         os.environ["IRONLOG_RATE_BURST"] = str(cfg.rate_burst)
     os.environ["IRONLOG_LISTEN"] = json.dumps([s.to_dict() for s in cfg.listen])
+    os.environ[LIMITS_ENV] = cfg.limits.to_json()
     if cfg.workers > 1:  # one /metrics view over all workers
         metrics_dir = data / ".metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -141,4 +149,5 @@ def run(data: Path, cfg: ServeConfig) -> None:
         log_level="warning",
         access_log=False,
         server_header=False,
+        http="ironlog.httpguard:GuardedHttpProtocol",
     )

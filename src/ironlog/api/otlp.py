@@ -14,11 +14,14 @@ with the status codes of the OTLP specification (400, 401, 403, 404, 413,
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 import zlib
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status
 from litestar import Request, Response, post
@@ -28,9 +31,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from ironlog.api.codec import MAX_BODY_BYTES
-from ironlog.api.deps import principal, state
+from ironlog.api.deps import limits, principal, state
 from ironlog.entry import PreparedEntry, format_time, now_us, prepare_object
 from ironlog.errors import (
     InvalidEntryError,
@@ -40,6 +43,7 @@ from ironlog.errors import (
     RateLimitedError,
     http_status,
 )
+from ironlog.limits import BatchBudget, Limits
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -56,17 +60,111 @@ class OtlpError(Exception):
         self.retry_after = retry_after
 
 
-def _gunzip(body: bytes) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(body, MAX_BODY_BYTES + 1)
-    except zlib.error as e:
-        raise OtlpError(400, f"body is not valid gzip: {e}") from e
-    if len(out) > MAX_BODY_BYTES or d.unconsumed_tail:
-        raise OtlpError(413, f"decompressed body is larger than {MAX_BODY_BYTES} bytes")
-    if not d.eof:
+async def read_body(request: Request[Any, Any, Any], gzipped: bool, limit: int) -> bytes:
+    """The body, decompressed while it streams in: never more than ``limit``
+    decoded bytes are held, whatever the compression ratio."""
+    out = bytearray()
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+    async for chunk in request.stream():
+        if d is None:
+            out += chunk
+        else:
+            data = chunk
+            while data and not d.eof:
+                try:
+                    out += d.decompress(data, limit + 1 - len(out))
+                except zlib.error as e:
+                    raise OtlpError(400, f"body is not valid gzip: {e}") from e
+                if len(out) > limit:
+                    break
+                data = d.unconsumed_tail
+        if len(out) > limit:
+            what = "decompressed body" if gzipped else "body"
+            raise OtlpError(413, f"the {what} is larger than the limit of {limit} bytes")
+    if d is not None and not d.eof:
         raise OtlpError(400, "gzip body is truncated")
-    return out
+    return bytes(out)
+
+
+def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < end:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            break
+    raise OtlpError(400, "body is not an ExportLogsServiceRequest: bad varint")
+
+
+@functools.cache
+def _message_fields(desc: Descriptor) -> dict[int, Descriptor]:
+    return {f.number: f.message_type for f in desc.fields if f.message_type is not None}
+
+
+_LOG_RECORD = LogRecord.DESCRIPTOR
+MAX_DEPTH = 100  # as protobuf's own parser
+
+
+class _Counts:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.records = 0
+        self.objects = 0
+
+
+def scan_protobuf(body: bytes, limits: Limits) -> None:
+    """Count the log records and messages of an ExportLogsServiceRequest from
+    its wire format, before it is parsed: a few bytes per empty message would
+    otherwise become ~100 bytes of memory each (and an entry each)."""
+    _scan(body, 0, len(body), ExportLogsServiceRequest.DESCRIPTOR, 0, _Counts(limits))
+
+
+def _scan(body: bytes, pos: int, end: int, desc: Descriptor, depth: int, n: _Counts) -> None:
+    if depth > MAX_DEPTH:
+        raise OtlpError(400, f"body nests messages deeper than {MAX_DEPTH}")
+    children = _message_fields(desc)
+    while pos < end:
+        key, pos = _varint(body, pos, end)
+        wire = key & 7
+        if wire == 0:
+            pos = _varint(body, pos, end)[1]
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(body, pos, end)
+            child = children.get(key >> 3)
+            if child is not None and pos + size <= end:
+                n.objects += 1
+                n.records += child is _LOG_RECORD
+                _check_counts(n.records, n.objects, n.limits)
+                _scan(body, pos, pos + size, child, depth + 1, n)
+            pos += size
+        else:
+            raise OtlpError(400, "body is not an ExportLogsServiceRequest: bad wire type")
+    if pos > end:
+        raise OtlpError(400, "body is not an ExportLogsServiceRequest: truncated")
+
+
+def _check_counts(records: int, objects: int, limits: Limits) -> None:
+    if records > limits.max_batch_records:
+        raise OtlpError(413, f"at most {limits.max_batch_records} log records per request")
+    if objects > limits.max_otlp_objects:
+        raise OtlpError(413, f"at most {limits.max_otlp_objects} OTLP objects per request")
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def scan_json(body: bytes, limits: Limits) -> None:
+    """Count the JSON objects and arrays (outside strings) before parsing."""
+    bare = _JSON_STRING.sub(b"", body)
+    _check_counts(0, bare.count(b"{") + bare.count(b"["), limits)
 
 
 def _hex_ids_to_base64(obj: Any) -> None:
@@ -83,14 +181,16 @@ def _hex_ids_to_base64(obj: Any) -> None:
                             raise OtlpError(400, f"{k} must be hex") from e
 
 
-def decode_request(body: bytes, ctype: str) -> ExportLogsServiceRequest:
+def decode_request(body: bytes, ctype: str, limits: Limits) -> ExportLogsServiceRequest:
     req = ExportLogsServiceRequest()
     if ctype == PROTOBUF:
+        scan_protobuf(body, limits)
         try:
             req.ParseFromString(body)
         except (DecodeError, RecursionError) as e:
             raise OtlpError(400, f"body is not an ExportLogsServiceRequest: {e}") from e
         return req
+    scan_json(body, limits)
     try:
         obj = json.loads(body)
         if not isinstance(obj, dict):
@@ -99,6 +199,8 @@ def decode_request(body: bytes, ctype: str) -> ExportLogsServiceRequest:
         json_format.ParseDict(obj, req, ignore_unknown_fields=True)
     except (ValueError, RecursionError, json_format.ParseError, AttributeError, TypeError) as e:
         raise OtlpError(400, f"body is not an OTLP/JSON logs request: {e}") from e
+    records = sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
+    _check_counts(records, 0, limits)
     return req
 
 
@@ -126,9 +228,11 @@ def _time(nanos: int) -> str | None:
 
 
 def entries_of(
-    req: ExportLogsServiceRequest, received: int
+    req: ExportLogsServiceRequest, received: int, limits: Limits | None = None
 ) -> tuple[list[PreparedEntry], int, str]:
-    """Each log record as an entry; returns (entries, rejected count, first reason)."""
+    """Each log record as an entry; returns (entries, rejected count, first reason).
+    Raises TooLargeError once the batch would store more than the limits allow."""
+    budget = BatchBudget(limits or Limits())
     out: list[PreparedEntry] = []
     rejected, reason = 0, ""
     when = format_time(received)
@@ -161,6 +265,7 @@ def entries_of(
                         ev[k] = v
                 try:
                     out.append(prepare_object(ev, received, "otlp", when))
+                    budget.add(len(out[-1].data))
                 except InvalidEntryError as e:
                     rejected += 1
                     reason = reason or str(e)
@@ -219,14 +324,14 @@ async def _export(request: Request[Any, Any, Any], ctype: str) -> Response[bytes
         raise OtlpError(404, "no such resource")
     lg = state(request).il.log(str(p.tenant), log_name)
     lg.check_writable()
-    body = await request.body()
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding == "gzip":
-        body = _gunzip(body)
-    elif encoding not in ("identity", ""):
+    if encoding not in ("gzip", "identity", ""):
         raise OtlpError(415, f"content-encoding {encoding!r} is not supported (use gzip)")
-    req = decode_request(body, ctype)
-    entries, rejected, reason = entries_of(req, now_us())
+    lim = limits(request)
+    body = await read_body(request, encoding == "gzip", lim.max_decoded_bytes)
+    req = decode_request(body, ctype, lim)
+    del body
+    entries, rejected, reason = entries_of(req, now_us(), lim)
     resp = ExportLogsServiceResponse()
     if entries:
         await lg.append_batch_async(entries)
