@@ -92,16 +92,18 @@ def test_otlp_bombs_get_413_fast_store_nothing_and_keep_rss_small(server: Server
     key = _otlp_key(server, "bomb")
     million = 1_000_000
     records = _ld(1, _ld(2, _ld(2, b"") * million))  # 1M empty LogRecords
-    attributes = _ld(1, _ld(2, _ld(2, _ld(6, b"") * million)))  # one record, 1M attributes
+    attributes = _ld(1, _ld(2, _ld(2, _ld(6, b"") * 2 * million)))  # one record, 2M attributes
     json_records = (
         b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + b",".join([b"{}"] * million) + b"]}]}]}"
     )
+    json_strings = b'{"x":[' + b",".join([b'"a"'] * 3 * million) + b"]}"  # 3M str objects
     assert len(gzip.compress(records, 9)) < 3000  # the 2 KB gzip bomb
     before = _peak_rss_kb(server.pid)
     for body, ctype, limit in (
         (records, PROTOBUF, "at most 10000 log records per request"),
-        (attributes, PROTOBUF, "at most 500000 OTLP objects per request"),
-        (json_records, "application/json", "at most 500000 OTLP objects per request"),
+        (attributes, PROTOBUF, "at most 1000000 OTLP objects per request"),
+        (json_records, "application/json", "at most 1000000 OTLP objects per request"),
+        (json_strings, "application/json", "at most 1000000 OTLP objects per request"),
     ):
         t0 = time.monotonic()
         r = _otlp(server, key, body, ctype)
@@ -111,6 +113,17 @@ def test_otlp_bombs_get_413_fast_store_nothing_and_keep_rss_small(server: Server
     grown_mb = (_peak_rss_kb(server.pid) - before) / 1024
     assert grown_mb < 100, f"server peak RSS grew by {grown_mb:.0f} MB"
     assert _size(server, "bomb") == 0
+    # right at the limits: a full batch of ordinary records is stored
+    req = ExportLogsServiceRequest()
+    sl = req.resource_logs.add().scope_logs.add()
+    for i in range(10_000):
+        rec = sl.log_records.add()
+        rec.body.string_value = f"event {i}"
+        for k in ("actor", "action", "outcome"):
+            rec.attributes.add(key=k).value.string_value = f"{k}-{i % 7}"
+    r = _otlp(server, key, req.SerializeToString())
+    assert r.status_code == 200, _message(r)
+    assert _size(server, "bomb") == 10_000
 
 
 def test_otlp_request_cannot_store_more_than_the_batch_byte_limit(server: Server) -> None:

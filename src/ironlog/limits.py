@@ -24,7 +24,7 @@ class Limits:
     max_batch_records: int = 10_000  # events per NDJSON body / OTLP request / listener batch
     max_decoded_bytes: int = 16 << 20  # body bytes after decompression (OTLP gzip)
     max_batch_bytes: int = 32 << 20  # bytes one request stores (entries as stored)
-    max_otlp_objects: int = 500_000  # protobuf messages / JSON objects and arrays per request
+    max_otlp_objects: int = 1_000_000  # protobuf messages / JSON values per OTLP request
     # HTTP connections (per worker process)
     http_header_timeout: float = 10.0  # seconds to send a request's line and headers
     http_body_timeout: float = 60.0  # seconds to send a request's body, once headers are in

@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import re
 import zlib
 from typing import Any
 
+import anyio.to_thread
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from ironlog.api.deps import limits, principal, state
 from ironlog.entry import PreparedEntry, format_time, now_us, prepare_object
@@ -105,46 +105,86 @@ def _message_fields(desc: Descriptor) -> dict[int, Descriptor]:
     return {f.number: f.message_type for f in desc.fields if f.message_type is not None}
 
 
+def _message_tags(desc: Descriptor, seen: set[Descriptor] | None = None) -> set[int]:
+    """The tags (as they appear on the wire) of every message field under ``desc``."""
+    seen = set() if seen is None else seen
+    seen.add(desc)
+    tags: set[int] = set()
+    for number, child in _message_fields(desc).items():
+        tags.add(number << 3 | 2)
+        if child not in seen:
+            tags |= _message_tags(child, seen)
+    return tags
+
+
+_REQUEST = ExportLogsServiceRequest.DESCRIPTOR
 _LOG_RECORD = LogRecord.DESCRIPTOR
+_CONTAINERS = (ResourceLogs.DESCRIPTOR, ScopeLogs.DESCRIPTOR)
+_TAG_BYTES = sorted(bytes([t]) for t in _message_tags(_REQUEST))
+assert all(t < 0x80 for t in _message_tags(_REQUEST))  # one byte each
 MAX_DEPTH = 100  # as protobuf's own parser
 
 
 class _Counts:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, deep: bool) -> None:
         self.limits = limits
+        self.deep = deep  # count the messages inside log records too
         self.records = 0
         self.objects = 0
 
 
 def scan_protobuf(body: bytes, limits: Limits) -> None:
-    """Count the log records and messages of an ExportLogsServiceRequest from
-    its wire format, before it is parsed: a few bytes per empty message would
-    otherwise become ~100 bytes of memory each (and an entry each)."""
-    _scan(body, 0, len(body), ExportLogsServiceRequest.DESCRIPTOR, 0, _Counts(limits))
+    """Count the log records and messages of an ExportLogsServiceRequest from its
+    wire format, before it is parsed: a few bytes per empty message would
+    otherwise become ~100 bytes of memory each (and an entry each).
+
+    Records are always counted (cheap: the scan does not enter them).  Each
+    message on the wire starts with its field's tag byte, so the count of those
+    bytes bounds the messages; only when that bound is over the limit are the
+    messages counted one by one."""
+    _scan(body, 0, len(body), _REQUEST, 0, _Counts(limits, deep=False))
+    if sum(body.count(t) for t in _TAG_BYTES) > limits.max_otlp_objects:
+        _scan(body, 0, len(body), _REQUEST, 0, _Counts(limits, deep=True))
 
 
 def _scan(body: bytes, pos: int, end: int, desc: Descriptor, depth: int, n: _Counts) -> None:
     if depth > MAX_DEPTH:
         raise OtlpError(400, f"body nests messages deeper than {MAX_DEPTH}")
     children = _message_fields(desc)
+    limits = n.limits
     while pos < end:
-        key, pos = _varint(body, pos, end)
+        key = body[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(body, pos, end)
         wire = key & 7
-        if wire == 0:
+        if wire == 2:
+            size = body[pos] if pos < end else 0x80
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = _varint(body, pos, end)
+            child = children.get(key >> 3)
+            if child is not None and pos + size <= end:
+                n.objects += 1
+                if child is _LOG_RECORD:
+                    n.records += 1
+                    if n.records > limits.max_batch_records:
+                        _check_counts(n.records, 0, limits)
+                    if n.deep and size:
+                        _scan(body, pos, pos + size, child, depth + 1, n)
+                elif size and (n.deep or child in _CONTAINERS) and _message_fields(child):
+                    _scan(body, pos, pos + size, child, depth + 1, n)
+                if n.deep and n.objects > limits.max_otlp_objects:
+                    _check_counts(0, n.objects, limits)
+            pos += size
+        elif wire == 0:
             pos = _varint(body, pos, end)[1]
         elif wire == 1:
             pos += 8
         elif wire == 5:
             pos += 4
-        elif wire == 2:
-            size, pos = _varint(body, pos, end)
-            child = children.get(key >> 3)
-            if child is not None and pos + size <= end:
-                n.objects += 1
-                n.records += child is _LOG_RECORD
-                _check_counts(n.records, n.objects, n.limits)
-                _scan(body, pos, pos + size, child, depth + 1, n)
-            pos += size
         else:
             raise OtlpError(400, "body is not an ExportLogsServiceRequest: bad wire type")
     if pos > end:
@@ -155,16 +195,40 @@ def _check_counts(records: int, objects: int, limits: Limits) -> None:
     if records > limits.max_batch_records:
         raise OtlpError(413, f"at most {limits.max_batch_records} log records per request")
     if objects > limits.max_otlp_objects:
-        raise OtlpError(413, f"at most {limits.max_otlp_objects} OTLP objects per request")
+        raise OtlpError(
+            413,
+            f"at most {limits.max_otlp_objects} OTLP objects per request "
+            "(protobuf messages; JSON values)",
+        )
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"{[,')
+_WINDOW = 1 << 20
+
+
+def json_values(body: bytes, enough: int) -> int:
+    """An upper bound of the values in a JSON text, without decoding it: every
+    value but a container's first follows a comma, so objects + arrays + commas
+    + 1, outside strings.  Counts characters in strings too when that stays
+    within ``enough``; otherwise strips the strings (in windows: bounded memory)."""
+    values = body.count(b"{") + body.count(b"[") + body.count(b",") + 1
+    if values <= enough:
+        return values
+    # Escaped backslashes, then escaped quotes, go; every quote left delimits a string.
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    text = text.replace(b'""', b"")  # strings without structure: parity is unchanged
+    values, inside = 1, False
+    for start in range(0, len(text), _WINDOW):
+        pieces = text[start : start + _WINDOW].split(b'"')
+        values += sum(map(len, pieces[1 if inside else 0 :: 2]))
+        if len(pieces) % 2 == 0:  # an odd number of quotes: the next window starts flipped
+            inside = not inside
+    return values
 
 
 def scan_json(body: bytes, limits: Limits) -> None:
-    """Count the JSON objects and arrays (outside strings) before parsing."""
-    bare = _JSON_STRING.sub(b"", body)
-    _check_counts(0, bare.count(b"{") + bare.count(b"["), limits)
+    """Refuse a JSON body with more values than allowed before it is decoded."""
+    _check_counts(0, json_values(body, limits.max_otlp_objects), limits)
 
 
 def _hex_ids_to_base64(obj: Any) -> None:
@@ -329,7 +393,8 @@ async def _export(request: Request[Any, Any, Any], ctype: str) -> Response[bytes
         raise OtlpError(415, f"content-encoding {encoding!r} is not supported (use gzip)")
     lim = limits(request)
     body = await read_body(request, encoding == "gzip", lim.max_decoded_bytes)
-    req = decode_request(body, ctype, lim)
+    # in a thread: counting a suspicious body's messages one by one takes up to ~1 s
+    req = await anyio.to_thread.run_sync(decode_request, body, ctype, lim)
     del body
     entries, rejected, reason = entries_of(req, now_us(), lim)
     resp = ExportLogsServiceResponse()
