@@ -256,6 +256,11 @@ def test_slow_headers_and_slow_bodies_are_cut_off(tmp_path: Path) -> None:
         silent = [socket.create_connection(addr) for _ in range(3)]  # connect, say nothing
         closed = _watch_until_closed(slow, b"X", 8)  # a header byte every 0.2 s
         closed_silent = _watch_until_closed(silent, None, 3)
+        huge = socket.create_connection(addr)  # one header line without end
+        huge.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (100 << 10))
+        answer = _watch_until_closed([huge], None, 3)
+        assert answer and answer[0][1].startswith(b"HTTP/1.1 431"), answer
+        assert answer[0][0] < 0.9  # refused for its size, not its slowness
         assert len(closed) == 20, f"{20 - len(closed)} slowloris connections still open"
         assert max(t for t, _ in closed.values()) < 4
         assert all(b"408" in answer for _, answer in closed.values())
@@ -282,7 +287,7 @@ def test_slow_headers_and_slow_bodies_are_cut_off(tmp_path: Path) -> None:
         r = httpx.get(f"{s.url}/v1/logs/demo/events", headers={"Authorization": f"Bearer {s.demo}"})
         assert r.json()["size"] == 0
     assert "closing 127.0.0.1: request headers not received within 1 s" in s.output
-    for c in slow + silent + body_conns:
+    for c in [*slow, *silent, *body_conns, huge]:
         c.close()
 
 

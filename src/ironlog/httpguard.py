@@ -6,7 +6,9 @@ connections stay open for ever and use up the server's connections.  This
 protocol gives every request ``http_header_timeout`` seconds from its first
 byte (or from the connection's start) to complete its headers, then
 ``http_body_timeout`` seconds to complete its body, and closes the
-connection when a deadline passes.  One peer address may hold at most
+connection when a deadline passes.  A request line and headers over
+``http_max_header_bytes`` are answered 431 (httptools itself would buffer
+them without bound).  One peer address may hold at most
 ``http_max_connections_per_peer`` connections per worker; a further one is
 answered 503 and closed.  The limits come from ``IRONLOG_LIMITS``
 (:mod:`ironlog.limits`).
@@ -36,6 +38,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     _deadline: asyncio.TimerHandle | None = None
     _host: str | None = None
+    _in_headers = True  # between a request's first byte (or the connection's start) and its body
+    _header_bytes = 0
 
     # -- connections ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -87,7 +91,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         body = message.encode()
-        reason = {408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+        reason = {
+            408: b"Request Timeout",
+            431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable",
+        }[status]
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, len(body), body)
@@ -96,15 +104,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # -- parser callbacks ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if not self.transport.is_closing():  # nothing more from a refused connection
-            super().data_received(data)
+        if self.transport.is_closing():  # nothing more from a refused connection
+            return
+        super().data_received(data)
+        if self._in_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            limit = _limits().http_max_header_bytes
+            if self._header_bytes > limit:
+                log.warning("closing %s: request headers over %d bytes", self._host, limit)
+                self._refuse(431, f"request line and headers are over {limit} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_headers, self._header_bytes = True, 0
         if self._deadline is None:  # a further request on a kept-alive connection
             self._arm(_limits().http_header_timeout, "request headers")
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
         self._arm(_limits().http_body_timeout, "request body")
         super().on_headers_complete()
 

@@ -28,6 +28,7 @@ class Limits:
     # HTTP connections (per worker process)
     http_header_timeout: float = 10.0  # seconds to send a request's line and headers
     http_body_timeout: float = 60.0  # seconds to send a request's body, once headers are in
+    http_max_header_bytes: int = 64 << 10  # a request's line and headers
     http_max_connections_per_peer: int = 128  # open connections from one IP address
 
     @classmethod
