@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from ironlog.entry import prepare_object
 from ironlog.limits import Limits, split_batch
 from tests.conftest import BIN
+from tests.pki import CA
 from tests.server import Server, _free_port, run_server
 from tests.test_client import tenant_log
 
@@ -298,7 +299,8 @@ def _from(source: str, addr: tuple[str, int]) -> socket.socket:
 
 def test_one_peer_cannot_hold_every_connection(tmp_path: Path) -> None:
     data = _init(tmp_path, "acme/sys")
-    tcp = _free_port()
+    tcp, tls = _free_port(), _free_port()
+    cert, key = CA(tmp_path).issue("ironlog.test")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f"""
@@ -313,6 +315,15 @@ log = "acme/sys"
 max_connections = 10
 max_connections_per_peer = 4
 pressure_idle_timeout = 0.5
+
+[[listen]]
+kind = "syslog-tls"
+host = "127.0.0.1"
+port = {tls}
+log = "acme/sys"
+cert = "{cert}"
+key = "{key}"
+idle_timeout = 1.0
 """
     )
     with run_server(data, "--config", str(cfg)) as s:
@@ -368,7 +379,11 @@ pressure_idle_timeout = 0.5
             [c for i, c in enumerate(hog) if i not in refused] + crowd, None, 1
         )
         assert evicted, "no idle connection was closed to make room"
-        for c in [*hog, *crowd, sender]:
+        # syslog-tls: a connection that never starts its handshake is closed in time
+        silent = [socket.create_connection(("127.0.0.1", tls)) for _ in range(5)]
+        closed = _watch_until_closed(silent, None, 6)
+        assert len(closed) == 5 and max(t for t, _ in closed.values()) < 4, closed
+        for c in [*hog, *crowd, sender, *silent]:
             c.close()
     assert "connections from 127.0.0.1 already open" in s.output
     assert "near its connection limit" in s.output

@@ -42,6 +42,7 @@ from ironlog.limits import Limits, split_batch
 log = logging.getLogger("ironlog.listen")
 
 KINDS = ("syslog-udp", "syslog-tcp", "syslog-tls", "ndjson-tcp")
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds (or idle_timeout, if shorter)
 _decoder = msgspec.json.Decoder()
 
 
@@ -549,13 +550,17 @@ class Listeners:
                 continue
             conns: set[StreamProtocol] = set()
             self.conns.append(conns)
+            tls: dict[str, Any] = {}
+            if spec.kind == "syslog-tls":  # a handshake is bounded in time, as headers are
+                timeout = min(spec.idle_timeout, TLS_HANDSHAKE_TIMEOUT)
+                tls = {"ssl": _tls_context(spec), "ssl_handshake_timeout": timeout}
             server = await loop.create_server(
-                lambda sink=sink, conns=conns: StreamProtocol(sink, conns),
+                lambda sink=sink, conns=conns: StreamProtocol(sink, conns),  # type: ignore[misc]
                 spec.host,
                 spec.port,
-                ssl=_tls_context(spec) if spec.kind == "syslog-tls" else None,
                 reuse_port=True,
                 backlog=1024,
+                **tls,
             )
             self.closers.append(server.close)
             log.info("listening: %s -> %s", spec.name, spec.log)
