@@ -94,6 +94,7 @@ def test_otlp_bombs_get_413_fast_store_nothing_and_keep_rss_small(server: Server
     million = 1_000_000
     records = _ld(1, _ld(2, _ld(2, b"") * million))  # 1M empty LogRecords
     attributes = _ld(1, _ld(2, _ld(2, _ld(6, b"") * 2 * million)))  # one record, 2M attributes
+    entity_keys = _ld(1, _ld(1, _ld(3, _ld(3, b"") * 2 * million)))  # 2M repeated strings
     json_records = (
         b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + b",".join([b"{}"] * million) + b"]}]}]}"
     )
@@ -103,6 +104,7 @@ def test_otlp_bombs_get_413_fast_store_nothing_and_keep_rss_small(server: Server
     for body, ctype, limit in (
         (records, PROTOBUF, "at most 10000 log records per request"),
         (attributes, PROTOBUF, "at most 1000000 OTLP objects per request"),
+        (entity_keys, PROTOBUF, "at most 1000000 OTLP objects per request"),
         (json_records, "application/json", "at most 1000000 OTLP objects per request"),
         (json_strings, "application/json", "at most 1000000 OTLP objects per request"),
     ):

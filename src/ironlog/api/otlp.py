@@ -105,23 +105,39 @@ def _message_fields(desc: Descriptor) -> dict[int, Descriptor]:
     return {f.number: f.message_type for f in desc.fields if f.message_type is not None}
 
 
-def _message_tags(desc: Descriptor, seen: set[Descriptor] | None = None) -> set[int]:
-    """The tags (as they appear on the wire) of every message field under ``desc``."""
+@functools.cache
+def _repeated_strings(desc: Descriptor) -> frozenset[int]:
+    """Repeated string/bytes fields: each element also costs memory once parsed."""
+    return frozenset(
+        f.number
+        for f in desc.fields
+        if f.message_type is None and f.is_repeated and f.type in (f.TYPE_STRING, f.TYPE_BYTES)
+    )
+
+
+@functools.cache
+def _holds_objects(desc: Descriptor) -> bool:
+    return bool(_message_fields(desc) or _repeated_strings(desc))
+
+
+def _object_tags(desc: Descriptor, seen: set[Descriptor] | None = None) -> set[int]:
+    """The tags (as they appear on the wire) of every field under ``desc`` that
+    makes an object when parsed: messages and elements of repeated strings."""
     seen = set() if seen is None else seen
     seen.add(desc)
-    tags: set[int] = set()
+    tags = {number << 3 | 2 for number in _repeated_strings(desc)}
     for number, child in _message_fields(desc).items():
         tags.add(number << 3 | 2)
         if child not in seen:
-            tags |= _message_tags(child, seen)
+            tags |= _object_tags(child, seen)
     return tags
 
 
 _REQUEST = ExportLogsServiceRequest.DESCRIPTOR
 _LOG_RECORD = LogRecord.DESCRIPTOR
 _CONTAINERS = (ResourceLogs.DESCRIPTOR, ScopeLogs.DESCRIPTOR)
-_TAG_BYTES = sorted(bytes([t]) for t in _message_tags(_REQUEST))
-assert all(t < 0x80 for t in _message_tags(_REQUEST))  # one byte each
+_TAG_BYTES = sorted(bytes([t]) for t in _object_tags(_REQUEST))
+assert all(t < 0x80 for t in _object_tags(_REQUEST))  # one byte each
 MAX_DEPTH = 100  # as protobuf's own parser
 
 
@@ -139,9 +155,9 @@ def scan_protobuf(body: bytes, limits: Limits) -> None:
     otherwise become ~100 bytes of memory each (and an entry each).
 
     Records are always counted (cheap: the scan does not enter them).  Each
-    message on the wire starts with its field's tag byte, so the count of those
-    bytes bounds the messages; only when that bound is over the limit are the
-    messages counted one by one."""
+    message (or element of a repeated string) on the wire starts with its
+    field's tag byte, so the count of those bytes bounds them; only when that
+    bound is over the limit are they counted one by one."""
     _scan(body, 0, len(body), _REQUEST, 0, _Counts(limits, deep=False))
     if sum(body.count(t) for t in _TAG_BYTES) > limits.max_otlp_objects:
         _scan(body, 0, len(body), _REQUEST, 0, _Counts(limits, deep=True))
@@ -174,9 +190,13 @@ def _scan(body: bytes, pos: int, end: int, desc: Descriptor, depth: int, n: _Cou
                         _check_counts(n.records, 0, limits)
                     if n.deep and size:
                         _scan(body, pos, pos + size, child, depth + 1, n)
-                elif size and (n.deep or child in _CONTAINERS) and _message_fields(child):
+                elif size and (n.deep or child in _CONTAINERS) and _holds_objects(child):
                     _scan(body, pos, pos + size, child, depth + 1, n)
                 if n.deep and n.objects > limits.max_otlp_objects:
+                    _check_counts(0, n.objects, limits)
+            elif n.deep and key >> 3 in _repeated_strings(desc):
+                n.objects += 1
+                if n.objects > limits.max_otlp_objects:
                     _check_counts(0, n.objects, limits)
             pos += size
         elif wire == 0:
