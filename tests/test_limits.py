@@ -8,6 +8,7 @@ import gzip
 import json
 import select
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -292,6 +293,23 @@ def test_slow_headers_and_slow_bodies_are_cut_off(tmp_path: Path) -> None:
     assert "closing 127.0.0.1: request headers not received within 1 s" in s.output
     for c in [*slow, *silent, *body_conns, huge]:
         c.close()
+
+
+def test_tls_handshakes_are_bounded_like_headers(tmp_path: Path) -> None:
+    ca = CA(tmp_path)
+    cert, key = ca.issue("127.0.0.1")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'tls_cert = "{cert}"\ntls_key = "{key}"\n[limits]\nhttp_header_timeout = 1.0\n')
+    ctx = ssl.create_default_context(cafile=str(ca.path))
+    with run_server(tmp_path / "data", "--config", str(cfg), scheme="https", verify=ctx) as s:
+        addr = ("127.0.0.1", int(s.url.rsplit(":", 1)[1]))
+        silent = [socket.create_connection(addr) for _ in range(5)]  # no ClientHello
+        closed = _watch_until_closed(silent, None, 8)
+        assert len(closed) == 5 and max(t for t, _ in closed.values()) < 4, closed
+        with httpx.Client(base_url=s.url, verify=ctx) as c:
+            assert c.get("/healthz").status_code == 200
+        for c in silent:
+            c.close()
 
 
 def _from(source: str, addr: tuple[str, int]) -> socket.socket:

@@ -12,6 +12,10 @@ them without bound).  One peer address may hold at most
 ``http_max_connections_per_peer`` connections per worker; a further one is
 answered 503 and closed.  The limits come from ``IRONLOG_LIMITS``
 (:mod:`ironlog.limits`).
+
+With TLS the protocol only sees a connection once its handshake is done;
+:func:`new_event_loop` (uvicorn's loop) gives a handshake
+``http_header_timeout`` seconds, not the default 60.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ironlog.limits import Limits
@@ -128,3 +133,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+
+class _GuardedLoop(uvloop.Loop):
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None and kwargs.get("ssl_handshake_timeout") is None:
+            kwargs["ssl_handshake_timeout"] = _limits().http_header_timeout
+        return await super().create_server(*args, **kwargs)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvicorn's loop factory: uvloop, with TLS handshakes bounded like headers."""
+    return _GuardedLoop()

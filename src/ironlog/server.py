@@ -150,4 +150,5 @@ def run(data: Path, cfg: ServeConfig) -> None:
         access_log=False,
         server_header=False,
         http="ironlog.httpguard:GuardedHttpProtocol",
+        loop="ironlog.httpguard:new_event_loop",
     )
