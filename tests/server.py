@@ -24,6 +24,7 @@ class Server:
     demo: str
     data: Path
     output: str = ""  # everything the server printed after its banner, once stopped
+    pid: int = 0  # the serving process (its one worker unless --workers N)
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -66,6 +67,7 @@ def run_server(
     servers: list[Server] = []
     try:
         for s in _serve(proc, port, scheme, verify, data):
+            s.pid = proc.pid
             servers.append(s)
             yield s
     finally:

@@ -921,7 +921,8 @@ def operator_key_new(ctx: click.Context, keep_old: bool, name: str) -> None:
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval, witness_allow, and [[listen]] tables.  "
+    "rate_burst, verify_interval, full_verify_interval, witness_allow, [[listen]] tables "
+    "and a [limits] table.  "
     "Options given here win.",
 )
 @click.option(

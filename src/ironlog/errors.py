@@ -8,6 +8,7 @@
     │       └── RollbackError             a log showed a smaller tree than one already trusted
     ├── InvalidEntryError             an event that cannot be stored (not JSON, too big, ...)
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
+    │   └── TooLargeError                 over a per-request limit (bytes, records, objects)
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
     ├── PermissionDeniedError         a valid key without the scope the request needs
     ├── RateLimitedError              too many requests for a key (carries retry_after)
@@ -60,6 +61,10 @@ class InvalidRequestError(IronlogError):
     code = "invalid_request"
 
 
+class TooLargeError(InvalidRequestError):
+    code = "too_large"
+
+
 class AuthenticationError(IronlogError):
     code = "unauthenticated"
 
@@ -108,6 +113,7 @@ HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (VerificationError, 422),
     (FormatError, 400),
     (InvalidEntryError, 400),
+    (TooLargeError, 413),
     (InvalidRequestError, 400),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),

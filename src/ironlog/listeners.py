@@ -37,10 +37,12 @@ from ironlog import syslog
 from ironlog.engine import Log, Outcome
 from ironlog.entry import PreparedEntry, format_time, now_us, prepare_object
 from ironlog.errors import ConfigurationError, InvalidEntryError, IronlogError
+from ironlog.limits import Limits, split_batch
 
 log = logging.getLogger("ironlog.listen")
 
 KINDS = ("syslog-udp", "syslog-tcp", "syslog-tls", "ndjson-tcp")
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds (or idle_timeout, if shorter)
 _decoder = msgspec.json.Decoder()
 
 
@@ -55,7 +57,9 @@ class ListenSpec:
     client_ca: str | None = None  # syslog-tls: require client certificates signed by this CA
     max_message: int = 16384  # bytes per message
     max_connections: int = 1000
+    max_connections_per_peer: int = 100  # from one IP address
     idle_timeout: float = 300.0  # seconds without data before a connection is closed
+    pressure_idle_timeout: float = 10.0  # ... once 90% of max_connections are open
     high_water: int = 50_000  # entries in flight before TCP reading pauses / UDP drops
     low_water: int = 10_000
 
@@ -105,13 +109,20 @@ class ListenSpec:
             raise ConfigurationError(f"{where}: the target must be TENANT/LOG")
         if self.kind == "syslog-tls" and not (self.cert and self.key):
             raise ConfigurationError(f"{where}: syslog-tls needs cert and key (or --tls-cert/-key)")
-        for k in ("max_message", "max_connections", "high_water", "low_water"):
+        for k in (
+            "max_message",
+            "max_connections",
+            "max_connections_per_peer",
+            "high_water",
+            "low_water",
+        ):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
                 raise ConfigurationError(f"{where}: {k} must be a positive integer")
         if not self.low_water < self.high_water:
             raise ConfigurationError(f"{where}: low_water must be below high_water")
-        if not float(self.idle_timeout) > 0:
-            raise ConfigurationError(f"{where}: idle_timeout must be positive")
+        for k in ("idle_timeout", "pressure_idle_timeout"):
+            if not float(getattr(self, k)) > 0:
+                raise ConfigurationError(f"{where}: {k} must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,13 +141,17 @@ class ListenerStats:
 class Sink:
     """Hands entries to a log's writer and tracks how many are in flight."""
 
-    def __init__(self, spec: ListenSpec, lg: Log, stats: ListenerStats) -> None:
+    def __init__(
+        self, spec: ListenSpec, lg: Log, stats: ListenerStats, limits: Limits | None = None
+    ) -> None:
         self.spec = spec
         self.lg = lg
         self.stats = stats
+        self.limits = limits or Limits()
         self.loop = asyncio.get_running_loop()
         self.pending = 0
         self.streams: set[StreamProtocol] = set()
+        self.peers: dict[str, int] = {}  # open connections per peer address
         self.paused = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -147,8 +162,10 @@ class Sink:
         return self.pending >= self.spec.high_water or self.lg.unhealthy is not None
 
     def submit(self, entries: list[PreparedEntry]) -> None:
-        if not entries:
-            return
+        for batch in split_batch(entries, self.limits):
+            self._submit(batch)
+
+    def _submit(self, entries: list[PreparedEntry]) -> None:
         n = len(entries)
         self.pending += n
         self._idle.clear()
@@ -201,11 +218,12 @@ class Sink:
         await self._idle.wait()
 
 
-def _peer(transport: asyncio.BaseTransport) -> str:
+def _peer(transport: asyncio.BaseTransport) -> tuple[str, str]:
+    """(host:port, host) of the other end."""
     addr = transport.get_extra_info("peername")
     if isinstance(addr, tuple) and len(addr) >= 2:
-        return f"{addr[0]}:{addr[1]}"
-    return "?"
+        return f"{addr[0]}:{addr[1]}", str(addr[0])
+    return "?", "?"
 
 
 def syslog_entry(
@@ -237,7 +255,8 @@ class StreamProtocol(asyncio.Protocol):
         self.buf = bytearray()
         self.mode: str | None = "lf" if self.spec.kind == "ndjson-tcp" else None
         self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        self.peer = self.host = "?"
+        self.counted = False
         self.extra: dict[str, Any] = {}
         self.paused = False
         self.closed = False
@@ -247,11 +266,12 @@ class StreamProtocol(asyncio.Protocol):
     # -- lifecycle -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.peer = _peer(transport)
+        self.peer, self.host = _peer(transport)
         stats, name = self.sink.stats, self.spec.name
-        if len(self.conns) >= self.spec.max_connections:
+        refusal = self._admit()
+        if refusal:
             stats.connection(name, "rejected")
-            log.warning("%s: refusing %s: %d connections open", name, self.peer, len(self.conns))
+            log.warning("%s: refusing %s: %s", name, self.peer, refusal)
             self.closed = True
             transport.abort()
             return
@@ -261,17 +281,53 @@ class StreamProtocol(asyncio.Protocol):
             self.extra["tls_client"] = str(subject.get("commonName", ""))
         self.conns.add(self)
         self.sink.streams.add(self)
+        self.sink.peers[self.host] = self.sink.peers.get(self.host, 0) + 1
+        self.counted = True
         stats.connection(name, "opened")
         self.last = self.sink.loop.time()
         self.timer = self.sink.loop.call_later(self.spec.idle_timeout, self._idle_check)
         if self.sink.paused:
             self.pause()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self in self.conns:
+    def _admit(self) -> str | None:
+        """Why this connection is refused, or None: one peer may not hold more than
+        max_connections_per_peer; near max_connections, idle connections go first."""
+        spec, peers = self.spec, self.sink.peers
+        if peers.get(self.host, 0) >= spec.max_connections_per_peer:
+            return f"{spec.max_connections_per_peer} connections from {self.host} already open"
+        if len(self.conns) >= 0.9 * spec.max_connections:
+            self._close_idle(spec.pressure_idle_timeout)
+        if len(self.conns) >= spec.max_connections:
+            return f"{len(self.conns)} connections open"
+        return None
+
+    def _close_idle(self, idle_for: float) -> None:
+        """Under connection pressure: close those idle for ``idle_for`` seconds, most
+        idle first, until under 90% of max_connections (paused ones are not idle)."""
+        now = self.sink.loop.time()
+        idle = sorted(
+            (c for c in self.conns if not c.paused and now - c.last >= idle_for),
+            key=lambda c: c.last,
+        )
+        for c in idle:
+            if len(self.conns) < 0.9 * self.spec.max_connections:
+                break
+            c._close(f"idle for {now - c.last:.1f} s with the listener near its connection limit")
+
+    def _forget(self) -> None:
+        if self.counted:
+            self.counted = False
             self.conns.discard(self)
             self.sink.streams.discard(self)
+            left = self.sink.peers.get(self.host, 1) - 1
+            if left > 0:
+                self.sink.peers[self.host] = left
+            else:
+                self.sink.peers.pop(self.host, None)
             self.sink.stats.connection(self.spec.name, "closed")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
         if self.timer is not None:
             self.timer.cancel()
         if self.buf and not self.closed:
@@ -299,6 +355,7 @@ class StreamProtocol(asyncio.Protocol):
             self.buf.clear()
         assert self.transport is not None
         self.transport.abort()
+        self._forget()
 
     def _leftover(self, reason: str) -> None:
         """A partial message is still stored (raw, with the reason), never dropped."""
@@ -467,7 +524,8 @@ def _tls_context(spec: ListenSpec) -> ssl.SSLContext:
 class Listeners:
     """The running listeners of one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.closers: list[Callable[[], None]] = []
         self.sinks: list[Sink] = []
         self.conns: list[set[StreamProtocol]] = []
@@ -477,7 +535,7 @@ class Listeners:
     ) -> None:
         loop = asyncio.get_running_loop()
         for spec in specs:
-            sink = Sink(spec, get_log(*spec.tenant_log), stats)
+            sink = Sink(spec, get_log(*spec.tenant_log), stats, self.limits)
             self.sinks.append(sink)
             if spec.kind == "syslog-udp":
                 family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
@@ -492,13 +550,17 @@ class Listeners:
                 continue
             conns: set[StreamProtocol] = set()
             self.conns.append(conns)
+            tls: dict[str, Any] = {}
+            if spec.kind == "syslog-tls":  # a handshake is bounded in time, as headers are
+                timeout = min(spec.idle_timeout, TLS_HANDSHAKE_TIMEOUT)
+                tls = {"ssl": _tls_context(spec), "ssl_handshake_timeout": timeout}
             server = await loop.create_server(
-                lambda sink=sink, conns=conns: StreamProtocol(sink, conns),
+                lambda sink=sink, conns=conns: StreamProtocol(sink, conns),  # type: ignore[misc]
                 spec.host,
                 spec.port,
-                ssl=_tls_context(spec) if spec.kind == "syslog-tls" else None,
                 reuse_port=True,
                 backlog=1024,
+                **tls,
             )
             self.closers.append(server.close)
             log.info("listening: %s -> %s", spec.name, spec.log)

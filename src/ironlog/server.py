@@ -14,6 +14,8 @@ from pathlib import Path
 from ironlog.auth import OPERATOR_SCOPE, KeyManager
 from ironlog.errors import ConfigurationError
 from ironlog.instance import SYSTEM_LOG, Ironlog, init_data_dir
+from ironlog.limits import ENV as LIMITS_ENV
+from ironlog.limits import Limits
 from ironlog.listeners import ListenSpec, check_bindable
 from ironlog.outbound import ENV as WITNESS_ALLOW_ENV
 from ironlog.outbound import OutboundPolicy
@@ -65,6 +67,7 @@ class ServeConfig:
     listen: list[ListenSpec] = field(default_factory=list)
     # Networks (CIDR) witnesses may be in besides public addresses, e.g. "127.0.0.0/8".
     witness_allow: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def load(cls, path: Path | None) -> ServeConfig:
@@ -101,6 +104,10 @@ class ServeConfig:
         if not isinstance(allow, list) or not all(isinstance(x, str) for x in allow):
             raise ConfigurationError(f"config {path}: witness_allow must be a list of CIDR strings")
         cfg.add_witness_allow(allow)
+        limits = raw.pop("limits", {})
+        if not isinstance(limits, dict):
+            raise ConfigurationError(f"config {path}: limits must be a [limits] table")
+        cfg.limits = Limits.from_dict(limits, f"config {path}: [limits]")
         for key, value in raw.items():
             default = getattr(cls(), key)
             kind = type(default) if default is not None else (float if key == "rate_burst" else str)
@@ -185,6 +192,7 @@ def run(data: Path, cfg: ServeConfig, sock: socket.socket) -> None:
         os.environ["IRONLOG_RATE_BURST"] = str(cfg.rate_burst)
     os.environ["IRONLOG_LISTEN"] = json.dumps([s.to_dict() for s in cfg.listen])
     os.environ[WITNESS_ALLOW_ENV] = ",".join(cfg.witness_allow)
+    os.environ[LIMITS_ENV] = cfg.limits.to_json()
     if cfg.workers > 1:  # one /metrics view over all workers
         metrics_dir = data / ".metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -201,6 +209,8 @@ def run(data: Path, cfg: ServeConfig, sock: socket.socket) -> None:
         log_level="warning",
         access_log=False,
         server_header=False,
+        http="ironlog.httpguard:GuardedHttpProtocol",
+        loop="ironlog.httpguard:new_event_loop",
     )
     server = uvicorn.Server(config)
     try:

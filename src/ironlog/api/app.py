@@ -25,7 +25,6 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from ironlog.api.codec import (
-    MAX_BATCH_LINES,
     MAX_BODY_BYTES,
     TLOG_PROOF_TYPE,
     batch_json,
@@ -35,7 +34,7 @@ from ironlog.api.codec import (
     receipt_json,
     signing_key_json,
 )
-from ironlog.api.deps import State, principal, resolve_log, state
+from ironlog.api.deps import State, limits, principal, resolve_log, state
 from ironlog.api.metrics import Metrics
 from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
@@ -49,10 +48,12 @@ from ironlog.errors import (
     IronlogError,
     PermissionDeniedError,
     RateLimitedError,
+    TooLargeError,
     http_status,
 )
 from ironlog.instance import SYSTEM_LOG, Ironlog
 from ironlog.integrity import IntegrityChecker
+from ironlog.limits import BatchBudget, Limits
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
@@ -423,20 +424,18 @@ async def append_entries(
     idem = request.headers.get("idempotency-key")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype in NDJSON_TYPES:
-        if body.count(b"\n") > MAX_BATCH_LINES + 1:
-            raise HTTPException(
-                status_code=413, detail=f"at most {MAX_BATCH_LINES} events per batch"
-            )
+        lim = limits(request)
+        if body.count(b"\n") > lim.max_batch_records + 1:
+            raise TooLargeError(f"at most {lim.max_batch_records} events per batch")
         try:
             entries = prepare_ndjson(body, received, "http")
         except InvalidEntryError as e:
             raise InvalidEntryError(f"{e}; nothing was appended") from e
         if not entries:
             raise InvalidEntryError("the NDJSON body has no events")
-        if len(entries) > MAX_BATCH_LINES:
-            raise HTTPException(
-                status_code=413, detail=f"at most {MAX_BATCH_LINES} events per batch"
-            )
+        budget = BatchBudget(lim)
+        for entry in entries:
+            budget.add(len(entry.data))
         batch = await lg.append_batch_async(entries, idem)
         return json_response(batch_json(batch), 201)
     if ctype not in ("application/json", "text/json"):
@@ -610,12 +609,14 @@ def create_app(
     rate_burst: float | None = None,
     listen: Sequence[ListenSpec] = (),
     outbound: OutboundPolicy | None = None,
+    limits: Limits | None = None,
 ) -> Litestar:
     checker = IntegrityChecker(il, verify_interval, full_verify_interval)
     meters = Metrics()
     il.commit_observers.append(meters.observe_commit)
 
-    running = Listeners()
+    limits = limits or Limits()
+    running = Listeners(limits)
     outbound = outbound or OutboundPolicy()
     witnessing = Witnessing(il, outbound=outbound)
 
@@ -677,6 +678,7 @@ def create_app(
     )
     app.state.ironlog = State(il, checker, meters, RateLimiter(rate_limit, rate_burst))
     app.state.ironlog.outbound = outbound
+    app.state.limits = limits
     return app
 
 
@@ -694,4 +696,5 @@ def create_app_from_env() -> Litestar:
             ListenSpec.from_dict(x) for x in json.loads(os.environ.get("IRONLOG_LISTEN", "[]"))
         ],
         outbound=OutboundPolicy.from_env(),
+        limits=Limits.from_env(),
     )

@@ -13,6 +13,7 @@ from ironlog.engine import Log
 from ironlog.errors import RateLimitedError
 from ironlog.instance import Ironlog
 from ironlog.integrity import IntegrityChecker
+from ironlog.limits import Limits
 from ironlog.outbound import OutboundPolicy
 
 
@@ -54,3 +55,9 @@ def resolve_log(request: Request[Any, Any, Any], tenant: str, name: str, scope: 
     if p.is_operator:
         p.require("admin", tenant)
     return state(request).il.log(tenant, name)
+
+
+def limits(request: Request[Any, Any, Any]) -> Limits:
+    """The per-request limits the app was created with."""
+    lim = getattr(request.app.state, "limits", None)
+    return lim if isinstance(lim, Limits) else Limits()
