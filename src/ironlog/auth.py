@@ -165,10 +165,10 @@ class KeyManager:
         old = self.get(key_id, tenant)
         if old.revoked_us is not None:
             raise InvalidRequestError(f"API key {key_id!r} is revoked")
+        if old_expires_in_s is not None and not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
+            raise InvalidRequestError("old_expires_in must be between 0 and 10 years")
         secret, new = self.create(tenant, old.scopes, old.name, log=old.log)
         if old_expires_in_s is not None:
-            if not 0 <= old_expires_in_s <= MAX_LIFETIME_S:
-                raise InvalidRequestError("old_expires_in must be between 0 and 10 years")
             self.control.update_api_key(key_id, expires_us=now_us() + old_expires_in_s * 1_000_000)
             self.forget()
         return secret, new

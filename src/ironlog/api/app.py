@@ -35,7 +35,7 @@ from ironlog.api.codec import (
     receipt_json,
     signing_key_json,
 )
-from ironlog.api.deps import State, principal, resolve_log, state
+from ironlog.api.deps import State, check_query, principal, resolve_log, state
 from ironlog.api.metrics import Metrics
 from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
@@ -55,6 +55,7 @@ from ironlog.integrity import IntegrityChecker
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
+from ironlog.numparse import parse_int
 from ironlog.policy import parse_policy
 from ironlog.store.base import Durability, Query, parse_indexes
 from ironlog.timeparse import parse_time
@@ -347,6 +348,15 @@ async def append_entries(
     received = now_us()
     idem = request.headers.get("idempotency-key")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    # Every parameter is checked before anything is appended.
+    if idem is not None and not 1 <= len(idem) <= 255:
+        raise InvalidRequestError("an idempotency key is 1 to 255 characters")
+    if "witness_timeout" in request.query_params and not witnessed:
+        raise InvalidRequestError("witness_timeout needs witnessed=true")
+    if witnessed and ctype in NDJSON_TYPES:
+        raise InvalidRequestError("witnessed=true is for single JSON appends, not NDJSON batches")
+    if witnessed and not 0 < witness_timeout <= 60:
+        raise InvalidRequestError("witness_timeout must be in (0, 60] seconds")
     if ctype in NDJSON_TYPES:
         if body.count(b"\n") > MAX_BATCH_LINES + 1:
             raise HTTPException(
@@ -369,8 +379,6 @@ async def append_entries(
     receipt = await lg.append_async(prepare_json(body, received, "http"), idem)
     extra: dict[str, Any] = {}
     if witnessed:
-        if not 0 < witness_timeout <= 60:
-            raise InvalidRequestError("witness_timeout must be in (0, 60] seconds")
         receipt, ok = await _witnessed(state(request).il, lg, receipt, witness_timeout)
         extra["witnessed"] = ok
     if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
@@ -445,16 +453,17 @@ def list_entries(
     return json_response(out)
 
 
-@get("/v1/logs/{tenant:str}/{name:str}/entries/{index:int}", sync_to_thread=True)
+@get("/v1/logs/{tenant:str}/{name:str}/entries/{index:str}", sync_to_thread=True)
 def get_entry(
-    request: Request[Any, Any, Any], tenant: str, name: str, index: int, size: int | None = None
+    request: Request[Any, Any, Any], tenant: str, name: str, index: str, size: int | None = None
 ) -> Response[bytes]:
     lg = resolve_log(request, tenant, name, "read")
-    data = lg.entry(index)
-    proof = lg.tlog_proof(index, size)
+    i = parse_int(index, "index")
+    data = lg.entry(i)
+    proof = lg.tlog_proof(i, size)
     return json_response(
         {
-            "index": index,
+            "index": i,
             "entry": data.decode(),
             "leaf_hash": b64encode(leaf_hash(data)),
             "checkpoint": proof.checkpoint,
@@ -572,6 +581,7 @@ def create_app(
             otlp_logs,
             *READ_HANDLERS,
         ],
+        before_request=check_query,
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={

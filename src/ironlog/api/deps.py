@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from litestar import Request
 
@@ -10,9 +10,14 @@ from ironlog.api.metrics import Metrics
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.auth import KeyManager, Principal
 from ironlog.engine import Log
-from ironlog.errors import RateLimitedError
+from ironlog.errors import InvalidRequestError, RateLimitedError
 from ironlog.instance import Ironlog
 from ironlog.integrity import IntegrityChecker
+from ironlog.numparse import parse_float, parse_int
+
+# Handler arguments that are not query parameters.
+_NOT_QUERY = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "data"})
+MAX_QUERY_FLOAT = 1e9
 
 
 class State:
@@ -52,3 +57,42 @@ def resolve_log(request: Request[Any, Any, Any], tenant: str, name: str, scope: 
     if p.is_operator:
         p.require("admin", tenant)
     return state(request).il.log(tenant, name)
+
+
+def _query_spec(request: Request[Any, Any, Any]) -> dict[str, type]:
+    """The query parameters the request's handler takes, with their types."""
+    handler = request.route_handler
+    cached: dict[str, type] | None = getattr(handler, "_ironlog_query_spec", None)
+    if cached is not None:
+        return cached
+    spec: dict[str, type] = {}
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        if name in _NOT_QUERY:
+            continue
+        kinds = get_args(field.annotation) or (field.annotation,)
+        spec[name] = next((k for k in (bool, int, float) if k in kinds), str)
+    handler._ironlog_query_spec = spec  # type: ignore[attr-defined]
+    return spec
+
+
+async def check_query(request: Request[Any, Any, Any]) -> None:
+    """Before any handler runs (and before anything is parsed or written):
+    unknown or repeated query parameters are a 400, and every number is
+    bounded (``ironlog.numparse``) before it is converted."""
+    spec = _query_spec(request)
+    path = request.path_params
+    seen: set[str] = set()
+    for key, value in request.query_params.multi_items():
+        kind = spec.get(key) if key not in path else None
+        if kind is None:
+            known = ", ".join(k for k in spec if k not in path) or "none"
+            raise InvalidRequestError(
+                f"unknown query parameter {key[:40]!r} (this endpoint takes: {known})"
+            )
+        if key in seen:
+            raise InvalidRequestError(f"query parameter {key!r} is given more than once")
+        seen.add(key)
+        if kind is int:
+            parse_int(value, key)
+        elif kind is float:
+            parse_float(value, key, 0, MAX_QUERY_FLOAT)

@@ -1,0 +1,217 @@
+"""What the HTTP API does with hostile or malformed input (issue 9, items 5, 8, 12, 18, 19)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.server import Server, run_server
+
+T = "hin"  # the tenant these tests use
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_server(tmp_path_factory.mktemp("hin") / "data") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def admin(server: Server) -> str:
+    """An admin key of tenant ``hin``, which has logs ``a`` and ``b`` (public)."""
+    with server.client(server.operator) as op:
+        assert op.post("/v1/tenants", json={"name": T}).status_code == 201
+        r = op.post(f"/v1/tenants/{T}/keys", json={"scopes": "admin", "name": "adm"})
+        key = str(r.json()["key"])
+    with server.client(key) as c:
+        assert c.post(f"/v1/tenants/{T}/logs", json={"name": "a"}).status_code == 201
+        r = c.post(f"/v1/tenants/{T}/logs", json={"name": "b", "public": True})
+        assert r.status_code == 201
+        for log in ("a", "b"):
+            for i in range(3):
+                assert c.post(f"/v1/logs/{T}/{log}/entries", json={"n": i}).status_code == 201
+    return key
+
+
+def _err(r: httpx.Response, status: int, code: str | None = None) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    if code:
+        assert body["error"]["code"] == code, body
+    return str(body["error"]["message"])
+
+
+def _size(c: httpx.Client, log: str) -> int:
+    r = c.get(f"/v1/logs/{T}/{log}")
+    assert r.status_code == 200, r.text
+    return int(r.json()["size"])
+
+
+# --- item 8: every parameter is validated before anything is appended ---------------
+
+BAD_APPEND_PARAMS: list[dict[str, Any]] = [
+    {"witnessed": "true", "witness_timeout": "0"},
+    {"witnessed": "true", "witness_timeout": "61"},
+    {"witnessed": "true", "witness_timeout": "-1"},
+    {"witnessed": "true", "witness_timeout": "nan"},
+    {"witnessed": "true", "witness_timeout": "inf"},
+    {"witnessed": "true", "witness_timeout": "1e999"},
+    {"witnessed": "true", "witness_timeout": "9" * 5000},
+    {"witnessed": "maybe"},
+    {"witness_timeout": "5"},  # without witnessed=true it would be ignored
+    {"witnessed": ["true", "false"]},
+    {"bogus": "1"},
+]
+
+
+def test_bad_append_parameters_append_nothing(server: Server, admin: str) -> None:
+    """For every write endpoint, each bad parameter is a 4xx and the log is unchanged."""
+    with server.client(admin) as c:
+        before = _size(c, "a")
+        url = f"/v1/logs/{T}/a/entries"
+        for params in BAD_APPEND_PARAMS:
+            r = c.post(url, params=params, json={"x": 1})
+            assert 400 <= r.status_code < 500, (params, r.text)
+            r = c.post(
+                url,
+                params=params,
+                content=b'{"x":1}\n{"x":2}\n',
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+            assert 400 <= r.status_code < 500, (params, r.text)
+            r = c.post(
+                "/v1/logs",
+                params=params,
+                json={"resourceLogs": []},
+                headers={"X-Ironlog-Log": "a"},
+            )
+            assert 400 <= r.status_code < 500, (params, r.text)
+        bad_headers: list[dict[str, str]] = [
+            {"Idempotency-Key": "k" * 256},
+            {"Content-Type": "text/plain"},
+        ]
+        for headers in bad_headers:
+            headers = {"Content-Type": "application/json", **headers}
+            r = c.post(url, content=b'{"x":1}', headers=headers)
+            assert 400 <= r.status_code < 500, (headers, r.text)
+        # NDJSON batches do not wait for witnesses: refused, not ignored
+        r = c.post(
+            url,
+            params={"witnessed": "true"},
+            content=b'{"x":1}\n',
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        _err(r, 400, "invalid_request")
+        assert _size(c, "a") == before
+        # the corrected retry stores the entry once
+        r = c.post(url, params={"witnessed": "true", "witness_timeout": "0.1"}, json={"x": 1})
+        assert r.status_code == 201, r.text
+        assert _size(c, "a") == before + 1
+
+
+def test_bad_rotation_parameter_issues_no_key(server: Server, admin: str) -> None:
+    with server.client(admin) as c:
+        keys = c.get(f"/v1/tenants/{T}/keys").json()["keys"]
+        key_id = next(k["id"] for k in keys if k["name"] == "adm")
+        for bad in (-1, 10**12):
+            r = c.post(f"/v1/tenants/{T}/keys/{key_id}/rotate", json={"old_expires_in": bad})
+            _err(r, 400, "invalid_request")
+        assert len(c.get(f"/v1/tenants/{T}/keys").json()["keys"]) == len(keys)
+
+
+# --- item 12: numbers are bounded before conversion; no path makes a 5xx -------------
+
+HUGE = "9" * 5000
+
+
+def test_huge_numbers_anywhere_are_4xx(server: Server, admin: str) -> None:
+    deep = "/".join(["x999"] * 1500)
+    with server.client(admin) as c, server.client() as anon:
+        for client, path, params in [
+            (anon, f"/logs/{T}/b/tile/0/{deep}/999", {}),
+            (anon, f"/logs/{T}/b/tile/{HUGE}/000", {}),
+            (anon, f"/logs/{T}/b/tile/0/000.p/{HUGE}", {}),
+            (anon, f"/logs/{T}/b/tile/entries/{deep}/999.p/{HUGE}", {}),
+            (c, f"/v1/logs/{T}/a/entries/{HUGE}", {}),
+            (c, f"/v1/logs/{T}/a/entries/0", {"size": HUGE}),
+            (c, f"/v1/logs/{T}/a/entries", {"from_index": HUGE}),
+            (c, f"/v1/logs/{T}/a/entries", {"limit": HUGE}),
+            (c, f"/v1/logs/{T}/a/entries", {"since": HUGE + "d"}),
+            (c, f"/v1/logs/{T}/a/entries", {"until": HUGE + "s"}),
+            (c, f"/v1/logs/{T}/a/proof/inclusion", {"index": HUGE}),
+            (c, f"/v1/logs/{T}/a/proof/consistency", {"from_size": "1", "to_size": HUGE}),
+        ]:
+            r = client.get(path, params=params)
+            assert 400 <= r.status_code < 500, (path[:80], params.keys(), r.text[:200])
+            assert len(r.content) < 2000  # the error does not echo the input back
+        r = c.post(f"/v1/tenants/{T}/logs", json={"name": "dur", "durability": "interval:" + HUGE})
+        _err(r, 400, "invalid_request")
+        r = c.post(f"/v1/tenants/{T}/logs", json={"name": "dur", "durability": "interval:²"})
+        _err(r, 400, "invalid_request")
+
+
+_NUMBER = st.one_of(
+    st.integers(4000, 6000).map(lambda n: "9" * n),  # past Python's int-conversion limit
+    st.from_regex(r"\A[0-9]{1,40}\Z"),
+    st.sampled_from(["0", "000", "001", "255", "256", "63", "64", "-1", "+1", "0x10", "1e9", "²"]),
+)
+_SEGMENT = st.one_of(
+    _NUMBER,
+    _NUMBER.map(lambda n: "x" + n),
+    _NUMBER.map(lambda n: n + ".p"),
+    st.sampled_from(["entries", "x999", ".p", ""]),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+)
+
+
+@st.composite
+def _tile_paths(draw: st.DrawFn) -> str:
+    """Mostly well-formed tile paths with odd numbers in them, sometimes anything."""
+    if draw(st.integers(0, 3)) == 0:
+        return "/".join(quote(s, safe="") for s in draw(st.lists(_SEGMENT, max_size=9)))
+    level = draw(st.one_of(_NUMBER, st.just("entries")))
+    n = draw(st.sampled_from([0, 1, 2, 6, 7, 1500]))  # 1,500 groups: 4,503 digits
+    index = [f"x{draw(st.integers(0, 999)):03d}"] * n
+    index.append(draw(st.one_of(st.integers(0, 999).map("{:03d}".format), _SEGMENT)))
+    width = draw(st.one_of(st.none(), _NUMBER))
+    tail = "" if width is None else f".p/{width}"
+    return f"{level}/{'/'.join(quote(s, safe='') for s in index)}{tail}"
+
+
+@pytest.fixture(scope="module")
+def clients(server: Server, admin: str) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    with server.client(admin) as c, server.client() as anon:
+        yield c, anon
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    kind=st.sampled_from(["tile", "tile", "entry", "inclusion", "consistency", "list"]),
+    tile=_tile_paths(),
+    a=_SEGMENT,
+    b=_SEGMENT,
+)
+def test_fuzzed_paths_never_5xx(
+    clients: tuple[httpx.Client, httpx.Client], kind: str, tile: str, a: str, b: str
+) -> None:
+    """Random segments in tile, entry and proof URLs of a public log."""
+    c, anon = clients
+    base = f"/v1/logs/{T}/b"
+    if kind == "tile":
+        r = anon.get(f"/logs/{T}/b/tile/{tile}")
+    elif kind == "entry":
+        r = c.get(f"{base}/entries/{quote(a, safe='')}", params={"size": b})
+    elif kind == "inclusion":
+        r = c.get(f"{base}/proof/inclusion", params={"index": a, "size": b})
+    elif kind == "consistency":
+        r = c.get(f"{base}/proof/consistency", params={"from_size": a, "to_size": b})
+    else:
+        r = c.get(f"{base}/entries", params={"from_index": a, "since": b + "d"})
+    assert r.status_code < 500, (kind, tile[:100], a[:100], b[:100], r.status_code, r.text[:300])
