@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -11,9 +16,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.server import Server, run_server
+from tests.conftest import BIN
+from tests.server import Server, _free_port, run_server
 
 T = "hin"  # the tenant these tests use
+free_port = _free_port
+
+
+def cli(
+    data: Path, *args: str, stdin: bytes = b"", ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), *args],
+        input=stdin.decode(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (p.returncode == 0) == ok, (args, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    return p
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +237,100 @@ def test_fuzzed_paths_never_5xx(
     else:
         r = c.get(f"{base}/entries", params={"from_index": a, "since": b + "d"})
     assert r.status_code < 500, (kind, tile[:100], a[:100], b[:100], r.status_code, r.text[:300])
+
+
+# --- item 19: a key given twice in one object is refused, wherever JSON enters -------
+
+DUPLICATES = [
+    b'{"a":1,"a":2}',
+    b'{"actor":"alice","actor":"mallory"}',
+    b'{"x":{"a" :1,"a":2}}',  # nested, with a space before the colon
+    b'{"x":[{"b":1},{"c":[{"a":1,"a":2}]}]}',  # deep in an array
+    b'{"\\u0061":1,"a":2}',  # the same key, escaped
+    b'{"s":"\\":","a":1,"a":"\\u0022:"}',  # strings that look like keys
+    b'{"a":1,\n"a"\t:\r2}',
+]
+NOT_DUPLICATES = [
+    b'{"a":"\\":","b":"x\\" : y","c":{"a":1}}',
+    b'{"a" : {"a" : [{"a":1}]}, "b":"\\u0022:"}',
+]
+
+
+def _one_line(raw: bytes) -> bytes:
+    return raw.replace(b"\n", b" ").replace(b"\r", b" ")
+
+
+def test_duplicate_keys_are_refused_over_http(server: Server, admin: str) -> None:
+    with server.client(admin) as c:
+        url = f"/v1/logs/{T}/a/entries"
+        before = _size(c, "a")
+        for raw in DUPLICATES:
+            r = c.post(url, content=raw, headers={"Content-Type": "application/json"})
+            assert "duplicate key" in _err(r, 400, "invalid_entry"), raw
+            body = b'{"ok":1}\n' + _one_line(raw) + b"\n"
+            r = c.post(url, content=body, headers={"Content-Type": "application/x-ndjson"})
+            msg = _err(r, 400, "invalid_entry")
+            assert "line 2" in msg and "duplicate key" in msg, msg
+        assert 'duplicate key "a"' in _err(
+            c.post(url, content=DUPLICATES[0], headers={"Content-Type": "application/json"}), 400
+        )
+        # an object spread over two NDJSON lines names the line (it was a 500)
+        r = c.post(url, content=DUPLICATES[-1], headers={"Content-Type": "application/x-ndjson"})
+        assert "line 1" in _err(r, 400, "invalid_entry")
+        assert _size(c, "a") == before
+        for raw in NOT_DUPLICATES:
+            r = c.post(url, content=raw, headers={"Content-Type": "application/json"})
+            assert r.status_code == 201, r.text
+
+
+def test_duplicate_keys_are_refused_over_otlp(server: Server, admin: str) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    with server.client(admin) as c:
+        before = _size(c, "a")
+        hdr = {"X-Ironlog-Log": "a", "Content-Type": "application/json"}
+        rec = '{"body":{"stringValue":"x"},"body":{"stringValue":"y"}}'
+        raw = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + rec + "]}]}]}"
+        r = c.post("/v1/logs", content=raw.encode(), headers=hdr)
+        assert r.status_code == 400 and "duplicate key" in r.text, r.text
+        attrs = '{"key":"actor","value":{"stringValue":"alice"}}'
+        attrs += ',{"key":"actor","value":{"stringValue":"mallory"}}'
+        raw = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"attributes":[' + attrs + "]}]}]}]}"
+        r = c.post("/v1/logs", content=raw.encode(), headers=hdr)
+        assert r.status_code == 400 and "duplicate attribute key" in r.text, r.text
+        req = ExportLogsServiceRequest()
+        lr = req.resource_logs.add().scope_logs.add().log_records.add()
+        lr.attributes.add(key="actor", value={"string_value": "alice"})
+        lr.attributes.add(key="actor", value={"string_value": "mallory"})
+        hdr["Content-Type"] = "application/x-protobuf"
+        r = c.post("/v1/logs", content=req.SerializeToString(), headers=hdr)
+        assert r.status_code == 400, r.text
+        assert _size(c, "a") == before
+
+
+def test_duplicate_keys_are_refused_by_cli_and_ndjson_listener(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cli(data, "init")
+    cli(data, "log", "create", "dup/nd")
+    for raw in DUPLICATES:
+        p = cli(data, "append", "dup/nd", stdin=_one_line(raw) + b"\n", ok=False)
+        assert "duplicate key" in p.stderr, p.stderr
+    port = free_port()
+    with run_server(data, "--listen", f"ndjson-tcp:127.0.0.1:{port}=dup/nd") as s:
+        for raw in (b'{"n":1}', b'{"n":2,"n" :3}', b'{"n":4}'):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(raw + b"\n")
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(10)
+                while sock.recv(100):
+                    pass
+        deadline = time.monotonic() + 10
+        with s.client(s.operator) as op:
+            while time.monotonic() < deadline:
+                text = op.get("/metrics").text
+                if "ironlog_listener_messages_total" in text and "connection_closed" in text:
+                    break
+                time.sleep(0.1)
+    assert "duplicate key" in s.output
+    out = cli(data, "query", "dup/nd", "--format", "ndjson").stdout
+    assert [json.loads(line)["entry"]["n"] for line in out.splitlines()] == [1, 4]
