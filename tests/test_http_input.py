@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -334,3 +335,112 @@ def test_duplicate_keys_are_refused_by_cli_and_ndjson_listener(tmp_path: Path) -
     assert "duplicate key" in s.output
     out = cli(data, "query", "dup/nd", "--format", "ndjson").stdout
     assert [json.loads(line)["entry"]["n"] for line in out.splitlines()] == [1, 4]
+
+
+# --- item 5: a key bound to a log uses that log only; data files are private ----------
+
+
+def test_a_key_bound_to_a_log_uses_no_other(server: Server, admin: str) -> None:
+    with server.client(admin) as c:
+        scopes = "append,read,admin"
+        r = c.post(f"/v1/tenants/{T}/keys", json={"scopes": scopes, "log": "a", "name": "bound"})
+        assert r.status_code == 201, r.text
+        bound = str(r.json()["key"])
+        size_b = _size(c, "b")
+    other = f"/v1/logs/{T}/b"
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    with server.client(bound) as c:
+        # its own log works everywhere
+        assert c.post(f"/v1/logs/{T}/a/entries", json={"ok": 1}).status_code == 201
+        assert c.get(f"/v1/logs/{T}/a/entries").status_code == 200
+        assert c.get(f"/logs/{T}/a/tile/0/000.p/1").status_code == 200
+        assert [x["name"] for x in c.get(f"/v1/tenants/{T}/logs").json()["logs"]] == ["a"]
+        assert [x["log"] for x in c.get("/v1/integrity").json()["logs"]] == [f"{T}/a"]
+        # every endpoint and door that selects another log refuses
+        refused = [
+            c.get(other),
+            c.post(f"{other}/entries", json={"x": 1}),
+            c.post(f"{other}/entries", content=b'{"x":1}\n', headers=ndjson),
+            c.get(f"{other}/entries"),
+            c.get(f"{other}/entries/0"),
+            c.get(f"{other}/checkpoint"),
+            c.get(f"{other}/proof/inclusion", params={"index": 0}),
+            c.get(f"{other}/proof/consistency", params={"from_size": 1}),
+            c.get(f"/v1/logs/{T}/nosuch"),
+            c.post(f"/v1/tenants/{T}/logs/b/public", json={"public": False}),
+            c.put(f"/v1/tenants/{T}/logs/b/witnesses", json={"witnesses": []}),
+            # nor may it manage the tenant (a new unbound key would escape the binding)
+            c.post(f"/v1/tenants/{T}/keys", json={"scopes": "append"}),
+            c.get(f"/v1/tenants/{T}/keys"),
+            c.post(f"/v1/tenants/{T}/logs", json={"name": "c"}),
+            c.get(f"/v1/tenants/{T}/signing-keys"),
+        ]
+        for r in refused:
+            assert _err(r, 403, "forbidden") == "this key is bound to log 'a'", r.request.url
+        for log in ("b", f"{T}/b"):
+            hdr = {"X-Ironlog-Log": log, "Content-Type": "application/json"}
+            r = c.post("/v1/logs", json={"resourceLogs": [_otlp_record()]}, headers=hdr)
+            assert r.status_code == 403, r.text
+        hdr = {"Content-Type": "application/json"}  # no header: the key's own log
+        r = c.post("/v1/logs", json={"resourceLogs": [_otlp_record()]}, headers=hdr)
+        assert r.status_code == 200, r.text
+    with server.client(admin) as c:
+        assert _size(c, "b") == size_b
+        assert c.get(f"/v1/logs/{T}/b").json()["public"] is True
+
+
+def _otlp_record() -> dict[str, Any]:
+    return {"scopeLogs": [{"logRecords": [{"body": {"stringValue": "otlp"}}]}]}
+
+
+def test_every_file_in_the_data_directory_is_private(tmp_path: Path) -> None:
+    """After a run that appended, served metrics (two workers), verified and
+    witnessed: files 0600, directories 0700, even with a permissive umask."""
+    from ironlog.witness import keygen
+
+    data = tmp_path / "data"
+    cli(data, "init")
+    cli(data, "log", "create", "fm/w")
+    wkey = keygen("witness.test/fm", tmp_path / "w.key")
+    cli(
+        data,
+        "log",
+        "witnesses",
+        "fm/w",
+        "--witness",
+        f"{wkey.vkey()}=http://127.0.0.1:{free_port()}",
+    )
+    with run_server(data, "--workers", "2") as s, s.client(s.operator) as op:
+        r = op.post("/v1/tenants/fm/keys", json={"scopes": "append,read"})
+        key = r.json()["key"]
+        with s.client(key) as c:
+            for i in range(20):
+                assert c.post("/v1/logs/fm/w/entries", json={"i": i}).status_code == 201
+            assert c.get("/v1/logs/fm/w/entries").status_code == 200
+        assert "ironlog_appended_entries_total" in op.get("/metrics").text
+        assert op.get("/readyz").status_code == 200
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            report = op.get("/v1/integrity").json()["logs"]
+            status = op.get("/v1/tenants/fm/logs").json()["logs"][0].get("witness_status")
+            if all(x["verified_size"] == 20 for x in report if x["log"] == "fm/w") and status:
+                break
+            time.sleep(0.2)
+        assert (data / ".metrics").is_dir()
+        modes = _modes(data)  # while running: -wal and -shm files exist
+    modes.update(_modes(data))
+    assert any(p.endswith("-wal") for p in modes) and any(".metrics/" in p for p in modes)
+    wrong = {p: oct(m) for p, m in modes.items() if m != (0o700 if p.endswith("/") else 0o600)}
+    assert not wrong, wrong
+
+
+def _modes(root: Path) -> dict[str, int]:
+    out = {}
+    for p in [root, *root.rglob("*")]:
+        try:
+            st = p.lstat()
+        except FileNotFoundError:  # a file the running server just removed
+            continue
+        name = str(p.relative_to(root)) + ("/" if stat.S_ISDIR(st.st_mode) else "")
+        out[name] = st.st_mode & 0o777
+    return out

@@ -57,9 +57,12 @@ class Principal:
     def is_operator(self) -> bool:
         return self.tenant is None
 
-    def require(self, scope: str, tenant: str | None = None) -> None:
-        """Allow ``scope`` on ``tenant``'s resources.  Another tenant's resources
-        are reported as not found, so a key cannot learn what exists elsewhere."""
+    def require(self, scope: str, tenant: str | None = None, log: str | None = None) -> None:
+        """Allow ``scope`` on ``tenant``'s resources (on its log ``log``, when
+        the request selects one).  Another tenant's resources are reported as
+        not found, so a key cannot learn what exists elsewhere.  A key bound
+        to a log (``self.log``) may use that log only: every other log, and
+        managing the tenant (logs, keys, signing keys), is refused."""
         if self.is_operator:
             if scope in ("operator", "admin"):
                 return
@@ -70,6 +73,8 @@ class Principal:
             raise NotFoundError("no such resource")
         if scope == OPERATOR_SCOPE:
             raise PermissionDeniedError("this needs the operator key")
+        if self.log is not None and (log != self.log if log is not None else scope == "admin"):
+            raise PermissionDeniedError(f"this key is bound to log {self.log!r}")
         if scope not in self.scopes and "admin" not in self.scopes:
             raise PermissionDeniedError(f"this key lacks the {scope!r} scope")
 

@@ -32,6 +32,7 @@ from ironlog.store.base import (
 from ironlog.store.sqlite import SqliteDriver
 
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
+PRIVATE_UMASK = 0o077  # set by the command and the service: files 0600, directories 0700
 
 
 def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) -> bool:

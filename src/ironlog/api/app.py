@@ -50,7 +50,7 @@ from ironlog.errors import (
     RateLimitedError,
     http_status,
 )
-from ironlog.instance import Ironlog
+from ironlog.instance import PRIVATE_UMASK, Ironlog
 from ironlog.integrity import IntegrityChecker
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
@@ -144,7 +144,7 @@ class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
     scopes: str
     name: str = ""
     expires_in: int | None = None
-    log: str | None = None  # where OTLP requests with this key write
+    log: str | None = None  # binds the key to this log (and OTLP requests write there)
 
 
 class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -234,7 +234,7 @@ async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[b
 @post("/v1/tenants/{tenant:str}/logs/{name:str}/public")
 async def set_public(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
     body = await request.body()
-    principal(request).require("admin", tenant)
+    principal(request).require("admin", tenant, name)
     data = parse_body(body, PublicIn)
     state(request).il.control.set_log_public(tenant, name, data.public)
     return json_response({"log": f"{tenant}/{name}", "public": data.public})
@@ -246,9 +246,8 @@ def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     p.require("read" if not p.is_operator else "admin", tenant)
     il = state(request).il
     il.tenant(tenant)
-    return json_response(
-        {"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in il.list_logs(tenant)]}
-    )
+    logs = [i for i in il.list_logs(tenant) if p.log is None or i.name == p.log]
+    return json_response({"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in logs]})
 
 
 @post("/v1/tenants/{tenant:str}/keys")
@@ -324,7 +323,7 @@ def log_info(request: Request[Any, Any, Any], tenant: str, name: str) -> Respons
 async def set_witnesses(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
     """Witnesses (url, cosignature/v1 vkey) and policy (k of n, nested groups)."""
     body = await request.body()
-    principal(request).require("admin", tenant)
+    principal(request).require("admin", tenant, name)
     try:
         raw = json.loads(body)
     except ValueError as e:
@@ -503,7 +502,10 @@ def integrity_report(request: Request[Any, Any, Any]) -> Response[bytes]:
     p = principal(request)
     if not p.is_operator:
         p.require("read")
-    return json_response({"logs": state(request).integrity.report(p.tenant)})
+    report = state(request).integrity.report(p.tenant)
+    if p.log is not None:  # a key bound to a log sees that log only
+        report = [r for r in report if r.get("log") == f"{p.tenant}/{p.log}"]
+    return json_response({"logs": report})
 
 
 @get("/metrics", sync_to_thread=True)
@@ -599,6 +601,7 @@ def create_app(
 
 def create_app_from_env() -> Litestar:
     """Factory for uvicorn workers: the data directory comes from IRONLOG_DATA."""
+    os.umask(PRIVATE_UMASK)  # files 0600 (metrics, locks, probes), directories 0700
     return create_app(
         Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))),
         verify_interval=float(os.environ.get("IRONLOG_VERIFY_INTERVAL", "10")),

@@ -53,7 +53,7 @@ def principal(request: Request[Any, Any, Any]) -> Principal:
 
 def resolve_log(request: Request[Any, Any, Any], tenant: str, name: str, scope: str) -> Log:
     p = principal(request)
-    p.require(scope, tenant)
+    p.require(scope, tenant, name)
     if p.is_operator:
         p.require("admin", tenant)
     return state(request).il.log(tenant, name)

@@ -233,6 +233,7 @@ async def _export(request: Request[Any, Any, Any], ctype: str) -> Response[bytes
     tenant, _, log_name = name.rpartition("/")
     if tenant and tenant != p.tenant:
         raise OtlpError(404, "no such resource")
+    p.require("append", p.tenant, log_name)  # a key bound to a log writes there only
     lg = state(request).il.log(str(p.tenant), log_name)
     lg.check_writable()
     body = await request.body()
