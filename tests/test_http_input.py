@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ironlog.client import Client
 from tests.conftest import BIN
 from tests.server import Server, _free_port, run_server
 
@@ -444,3 +445,93 @@ def _modes(root: Path) -> dict[str, int]:
         name = str(p.relative_to(root)) + ("/" if stat.S_ISDIR(st.st_mode) else "")
         out[name] = st.st_mode & 0o777
     return out
+
+
+# --- item 18: API shapes, opaque cursors, unknown parameters --------------------------
+
+
+def test_list_fields_take_arrays_and_strings(server: Server, admin: str) -> None:
+    with server.client(admin) as c:
+        for scopes in (["append", "read"], "append,read"):
+            r = c.post(f"/v1/tenants/{T}/keys", json={"scopes": scopes})
+            assert r.status_code == 201 and r.json()["scopes"] == ["append", "read"], r.text
+        _err(c.post(f"/v1/tenants/{T}/keys", json={"scopes": ["append", "root"]}), 400)
+        _err(c.post(f"/v1/tenants/{T}/keys", json={"scopes": []}), 400)
+        _err(c.post(f"/v1/tenants/{T}/keys", json={"scopes": [1]}), 400)
+        for name, indexes in (("ix1", ["actor", "outcome"]), ("ix2", "actor,outcome")):
+            r = c.post(f"/v1/tenants/{T}/logs", json={"name": name, "indexes": indexes})
+            assert r.status_code == 201 and r.json()["indexes"] == ["actor", "outcome"], r.text
+        r = c.post(f"/v1/tenants/{T}/logs", json={"name": "ix3", "indexes": ["actor", "nope"]})
+        _err(r, 400, "invalid_request")
+
+
+def test_cursors_carry_the_query_and_cannot_be_forged(server: Server, admin: str) -> None:
+    with server.client(admin) as c:
+        assert c.post(f"/v1/tenants/{T}/logs", json={"name": "pages"}).status_code == 201
+        url = f"/v1/logs/{T}/pages/entries"
+        body = b"".join(
+            b'{"actor":"%s","n":%d}\n' % (b"ab"[i % 2 : i % 2 + 1], i) for i in range(30)
+        )
+        r = c.post(url, content=body, headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 201, r.text
+        seen: list[int] = []
+        params: dict[str, Any] = {"actor": "a", "limit": 4}
+        while True:
+            page = c.get(url, params=params).json()
+            seen += [json.loads(e["entry"])["n"] for e in page["entries"]]
+            if page["next_cursor"] is None:
+                break
+            assert isinstance(page["next_cursor"], str)
+            params = {"cursor": page["next_cursor"], "limit": 4}
+        assert seen == list(range(0, 30, 2))  # the filter held on every page
+    with Client(server.url, admin, trust_on_first_use=True) as sdk:
+        got = [e.event["n"] for e in sdk.query(f"{T}/pages", page_size=4, actor="b")]
+        assert got == list(range(1, 30, 2))
+    with server.client(admin) as c:
+        first = c.get(url, params={"actor": "a", "limit": 4}).json()["next_cursor"]
+        # filters next to a cursor are refused, not ignored
+        r = c.get(url, params={"cursor": first, "actor": "b"})
+        assert "cursor" in _err(r, 400, "invalid_request")
+        r = c.get(url, params={"cursor": first, "from_index": 0})
+        _err(r, 400, "invalid_request")
+        # anything not issued by the service, or issued for another log, is invalid_cursor
+        tampered = first[:-3] + ("AAA" if first[-3:] != "AAA" else "BBB")
+        other = c.get(f"/v1/logs/{T}/a/entries", params={"limit": 1}).json()["next_cursor"]
+        for bad in ("0", "12", tampered, "!!", "x" * 5000, other, first + "=", ""):
+            r = c.get(url, params={"cursor": bad})
+            _err(r, 400, "invalid_cursor")
+
+
+def test_unknown_query_parameters_are_refused_everywhere(server: Server, admin: str) -> None:
+    log = f"/v1/logs/{T}/a"
+    with server.client(admin) as c, server.client(server.operator) as op:
+        gets = [
+            f"{log}",
+            f"{log}/entries",
+            f"{log}/entries/0",
+            f"{log}/checkpoint",
+            f"{log}/proof/inclusion?index=0",
+            f"{log}/proof/consistency?from_size=1",
+            f"/logs/{T}/a/checkpoint",
+            f"/logs/{T}/a/tile/0/000.p/1",
+            f"/v1/tenants/{T}/logs",
+            f"/v1/tenants/{T}/keys",
+            f"/v1/tenants/{T}/signing-keys",
+            "/v1/integrity",
+        ]
+        for path in gets:
+            sep = "&" if "?" in path else "?"
+            assert c.get(path).status_code == 200, path
+            r = c.get(path + sep + "actr=alice")
+            assert "unknown query parameter 'actr'" in _err(r, 400, "invalid_request"), path
+        for path in ("/v1/tenants", "/metrics"):
+            assert op.get(path).status_code == 200
+            _err(op.get(path, params={"x": "1"}), 400, "invalid_request")
+        before = _size(c, "a")
+        r = c.post(f"/v1/tenants/{T}/logs", params={"dry_run": "1"}, json={"name": "unk"})
+        _err(r, 400, "invalid_request")
+        r = op.post(f"/v1/integrity/{T}/a/clear", params={"forse": "true"})
+        _err(r, 400, "invalid_request")
+        assert _size(c, "a") == before
+        names = [x["name"] for x in c.get(f"/v1/tenants/{T}/logs").json()["logs"]]
+        assert "unk" not in names

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ironlog.entry import now_us
@@ -30,12 +31,15 @@ PREFIX = "ilk_"
 MAX_LIFETIME_S = 10 * 365 * 86400
 
 
-def parse_scopes(text: str) -> tuple[str, ...]:
-    scopes = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+def parse_scopes(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"append,read"`` or ``["append", "read"]`` -> the scopes."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    scopes = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
     bad = [s for s in scopes if s not in TENANT_SCOPES]
     if bad or not scopes:
+        shown = text if isinstance(text, str) else ",".join(items)
         raise InvalidRequestError(
-            f"invalid scopes {text!r}: use a comma-separated list of {', '.join(TENANT_SCOPES)}"
+            f"invalid scopes {shown[:200]!r}: use a list of {', '.join(TENANT_SCOPES)}"
         )
     return scopes
 

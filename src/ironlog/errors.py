@@ -8,6 +8,7 @@
     │       └── RollbackError             a log showed a smaller tree than one already trusted
     ├── InvalidEntryError             an event that cannot be stored (not JSON, too big, ...)
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
+    │   └── InvalidCursorError        a paging cursor not issued (for this log) by this service
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
     ├── PermissionDeniedError         a valid key without the scope the request needs
     ├── RateLimitedError              too many requests for a key (carries retry_after)
@@ -58,6 +59,10 @@ class InvalidEntryError(IronlogError):
 
 class InvalidRequestError(IronlogError):
     code = "invalid_request"
+
+
+class InvalidCursorError(InvalidRequestError):
+    code = "invalid_cursor"
 
 
 class AuthenticationError(IronlogError):

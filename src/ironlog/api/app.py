@@ -132,7 +132,7 @@ class TenantIn(msgspec.Struct, forbid_unknown_fields=True):
 class LogIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     durability: str = "sync"
-    indexes: str = "none"
+    indexes: list[str] | str = "none"  # an array; a comma-separated string also works
     public: bool = False
 
 
@@ -141,7 +141,7 @@ class PublicIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
-    scopes: str
+    scopes: list[str] | str  # an array; a comma-separated string also works
     name: str = ""
     expires_in: int | None = None
     log: str | None = None  # binds the key to this log (and OTLP requests write there)
@@ -423,31 +423,49 @@ def list_entries(
     action: str | None = None,
     resource: str | None = None,
     outcome: str | None = None,
-    cursor: int | None = None,
+    cursor: str | None = None,
 ) -> Response[bytes]:
+    """Entries in index order; ``next_cursor`` (opaque) gives the next page of
+    the same query: send it as ``cursor``, with ``limit`` if you like, and no
+    other parameter (the cursor carries them)."""
     lg = resolve_log(request, tenant, name, "read")
     if not 1 <= limit <= 1000:
         raise InvalidRequestError("limit must be between 1 and 1000")
-    start = cursor if cursor is not None else from_index
-    if start < 0:
-        raise InvalidRequestError("from_index must not be negative")
-    now = now_us()
-    q = Query(
-        since_us=parse_time(since, now) if since else None,
-        until_us=parse_time(until, now) if until else None,
-        actor=actor,
-        action=action,
-        resource=resource,
-        outcome=outcome,
-        from_index=start,
-        limit=limit + 1,
-    )
-    rows = list(lg.query(q))
+    path = f"{tenant}/{name}"
+    if cursor is not None:
+        given = sorted(set(request.query_params) - {"cursor", "limit"})
+        if given:
+            raise InvalidRequestError(
+                f"a cursor carries its query: send cursor (and limit) without {', '.join(given)}"
+            )
+        c = state(request).cursors.open(cursor, path)
+        q = Query(
+            since_us=c.since_us,
+            until_us=c.until_us,
+            actor=c.actor,
+            action=c.action,
+            resource=c.resource,
+            outcome=c.outcome,
+            from_index=c.next_index,
+        )
+    else:
+        now = now_us()
+        q = Query(
+            since_us=parse_time(since, now) if since else None,
+            until_us=parse_time(until, now) if until else None,
+            actor=actor,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            from_index=from_index,
+        )
+    rows = list(lg.query(replace(q, limit=limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
+    next_cursor = state(request).cursors.issue(path, q, rows[-1][0] + 1) if more else None
     out = {
         "entries": [{"index": i, "entry": d.decode()} for i, d in rows],
-        "next_cursor": rows[-1][0] + 1 if more and rows else None,
+        "next_cursor": next_cursor,
     }
     return json_response(out)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, get_args
 
 from litestar import Request
 
+from ironlog.api.cursor import Cursors
 from ironlog.api.metrics import Metrics
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.auth import KeyManager, Principal
@@ -29,6 +31,12 @@ class State:
         self.integrity = checker
         self.metrics = metrics
         self.limiter = limiter
+
+    @functools.cached_property
+    def cursors(self) -> Cursors:
+        """Paging cursors, under a key derived from the master key (so every
+        worker reads every worker's cursors)."""
+        return Cursors(self.il.master.derive("entries cursor"))
 
 
 def state(request: Request[Any, Any, Any]) -> State:

@@ -82,9 +82,10 @@ INDEXABLE_FIELDS = ("actor", "action", "resource", "outcome")
 DEFAULT_INDEXES: tuple[str, ...] = ()  # see docs/architecture.md, "Indexed fields"
 
 
-def parse_indexes(text: str) -> tuple[str, ...]:
-    """``actor,action`` / ``all`` / ``none`` -> the fields to index."""
-    t = text.strip().lower()
+def parse_indexes(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``actor,action`` (or ``["actor", "action"]``) / ``all`` / ``none`` -> the
+    fields to index."""
+    t = text.strip().lower() if isinstance(text, str) else ",".join(text).lower()
     if t == "all":
         return INDEXABLE_FIELDS
     if t in ("none", ""):
