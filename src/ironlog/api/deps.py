@@ -20,6 +20,7 @@ from ironlog.numparse import parse_float, parse_int
 # Handler arguments that are not query parameters.
 _NOT_QUERY = frozenset({"request", "state", "scope", "headers", "cookies", "query", "body", "data"})
 MAX_QUERY_FLOAT = 1e9
+_SPECS: dict[int, tuple[object, dict[str, type]]] = {}  # handler id -> (handler, its spec)
 
 
 class State:
@@ -70,23 +71,26 @@ def resolve_log(request: Request[Any, Any, Any], tenant: str, name: str, scope: 
 def _query_spec(request: Request[Any, Any, Any]) -> dict[str, type]:
     """The query parameters the request's handler takes, with their types."""
     handler = request.route_handler
-    cached: dict[str, type] | None = getattr(handler, "_ironlog_query_spec", None)
-    if cached is not None:
-        return cached
+    cached = _SPECS.get(id(handler))
+    if cached is not None and cached[0] is handler:
+        return cached[1]
     spec: dict[str, type] = {}
     for name, field in handler.parsed_fn_signature.parameters.items():
         if name in _NOT_QUERY:
             continue
         kinds = get_args(field.annotation) or (field.annotation,)
         spec[name] = next((k for k in (bool, int, float) if k in kinds), str)
-    handler._ironlog_query_spec = spec  # type: ignore[attr-defined]
+    _SPECS[id(handler)] = (handler, spec)
     return spec
 
 
 async def check_query(request: Request[Any, Any, Any]) -> None:
     """Before any handler runs (and before anything is parsed or written):
     unknown or repeated query parameters are a 400, and every number is
-    bounded (``ironlog.numparse``) before it is converted."""
+    bounded (``ironlog.numparse``) before it is converted.  (Not for OPTIONS,
+    which answers for the path whatever the query.)"""
+    if request.method == "OPTIONS":
+        return
     spec = _query_spec(request)
     path = request.path_params
     seen: set[str] = set()
