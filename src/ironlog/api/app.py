@@ -438,16 +438,7 @@ def list_entries(
             raise InvalidRequestError(
                 f"a cursor carries its query: send cursor (and limit) without {', '.join(given)}"
             )
-        c = state(request).cursors.open(cursor, path)
-        q = Query(
-            since_us=c.since_us,
-            until_us=c.until_us,
-            actor=c.actor,
-            action=c.action,
-            resource=c.resource,
-            outcome=c.outcome,
-            from_index=c.next_index,
-        )
+        q = state(request).cursors.open(cursor, path).query()
     else:
         now = now_us()
         q = Query(

@@ -39,6 +39,18 @@ class CursorState(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     resource: str | None
     outcome: str | None
 
+    def query(self) -> Query:
+        """The query of the next page (without its limit)."""
+        return Query(
+            since_us=self.since_us,
+            until_us=self.until_us,
+            actor=self.actor,
+            action=self.action,
+            resource=self.resource,
+            outcome=self.outcome,
+            from_index=self.next_index,
+        )
+
 
 class Cursors:
     def __init__(self, key: bytes) -> None:
