@@ -10,7 +10,7 @@
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
     │   └── InvalidCursorError        a paging cursor not issued (for this log) by this service
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
-    ├── PermissionDeniedError         a valid key without the scope the request needs
+    ├── PermissionDeniedError         a valid key without the scope (or the log) the request needs
     ├── RateLimitedError              too many requests for a key (carries retry_after)
     ├── NotFoundError                 unknown tenant, log, index, tile
     ├── ConflictError                 the thing already exists
