@@ -348,6 +348,8 @@ def test_a_key_bound_to_a_log_uses_no_other(server: Server, admin: str) -> None:
         assert r.status_code == 201, r.text
         bound = str(r.json()["key"])
         size_b = _size(c, "b")
+        assert c.post(f"/v1/tenants/{T}/logs", json={"name": "priv"}).status_code == 201
+        assert c.post(f"/v1/logs/{T}/priv/entries", json={"x": 1}).status_code == 201
     other = f"/v1/logs/{T}/b"
     ndjson = {"Content-Type": "application/x-ndjson"}
     with server.client(bound) as c:
@@ -368,6 +370,9 @@ def test_a_key_bound_to_a_log_uses_no_other(server: Server, admin: str) -> None:
             c.get(f"{other}/proof/inclusion", params={"index": 0}),
             c.get(f"{other}/proof/consistency", params={"from_size": 1}),
             c.get(f"/v1/logs/{T}/nosuch"),
+            c.get(f"/logs/{T}/priv/checkpoint"),  # tlog-tiles of a private log
+            c.get(f"/logs/{T}/priv/tile/0/000.p/1"),
+            c.get(f"/logs/{T}/priv/tile/entries/000.p/1"),
             c.post(f"/v1/tenants/{T}/logs/b/public", json={"public": False}),
             c.put(f"/v1/tenants/{T}/logs/b/witnesses", json={"witnesses": []}),
             # nor may it manage the tenant (a new unbound key would escape the binding)
