@@ -285,6 +285,17 @@ def test_duplicate_keys_are_refused_over_http(server: Server, admin: str) -> Non
             assert r.status_code == 201, r.text
 
 
+def test_each_ndjson_line_is_exactly_one_event(server: Server, admin: str) -> None:
+    """Two values on one line used to shift the batch: the last line was lost."""
+    with server.client(admin) as c:
+        before = _size(c, "a")
+        url = f"/v1/logs/{T}/a/entries"
+        for body in (b'{"a":1} {"b":2}\n{"c":3}\n', b'{"a":1,\n"b":2}\n', b'{"a":1}{"b":2}\n'):
+            r = c.post(url, content=body, headers={"Content-Type": "application/x-ndjson"})
+            assert "line 1" in _err(r, 400, "invalid_entry"), body
+        assert _size(c, "a") == before
+
+
 def test_duplicate_keys_are_refused_over_otlp(server: Server, admin: str) -> None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
