@@ -140,13 +140,13 @@ def test_tiles_match_independent_rebuild(server: Server) -> None:
             )
             assert r.status_code == 201
         entries = []
-        cursor: int | None = 0
-        while cursor is not None:
-            page = c.get(
-                "/v1/logs/tileco/t/entries", params={"cursor": cursor, "limit": 300}
-            ).json()
+        params: dict[str, str | int] = {"limit": 300}
+        while True:
+            page = c.get("/v1/logs/tileco/t/entries", params=params).json()
             entries += [e["entry"].encode() for e in page["entries"]]
-            cursor = page["next_cursor"]
+            if page["next_cursor"] is None:
+                break
+            params = {"cursor": page["next_cursor"], "limit": 300}
         assert len(entries) == 700
         builder = tiles.TileBuilder()
         want = dict(

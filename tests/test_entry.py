@@ -73,3 +73,46 @@ def test_format_time_matches_datetime(us: int) -> None:
 
     ref = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
     assert format_time(us) == ref.strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")
+
+
+_KEYS = st.sampled_from(["a", "b", "\\u0061", 'q\\":', "\\\\", ""])
+_WS = st.sampled_from(["", " ", "\n", "\t ", "\r"])
+_SCALARS = st.sampled_from(["1", '"x"', '"\\":"', '"\\u0022:"', '" : "', "null", "[]"])
+
+
+@st.composite
+def _json_texts(draw: st.DrawFn, depth: int = 0) -> str:
+    """Objects written by hand: odd spacing, escaped keys, strings that look like keys,
+    and sometimes the same key twice."""
+    if depth > 2 or draw(st.integers(0, 3)) == 0:
+        return draw(_SCALARS)
+    if draw(st.booleans()):
+        return "[" + ",".join(draw(st.lists(_json_texts(depth + 1), max_size=3))) + "]"
+    members = []
+    for _ in range(draw(st.integers(0, 4))):
+        key, ws1, ws2 = draw(_KEYS), draw(_WS), draw(_WS)
+        members.append(f'"{key}"{ws1}:{ws2}{draw(_json_texts(depth + 1))}')
+    return "{" + ",".join(members) + "}"
+
+
+def _has_duplicate(text: str) -> bool:
+    found = False
+
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal found
+        found = found or len({k for k, _ in pairs}) < len(pairs)
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return found
+
+
+@given(_json_texts())
+def test_duplicate_keys_are_found_at_any_depth(inner: str) -> None:
+    """The cheap count never lets a duplicate through, nor refuses a good event."""
+    text = '{"e":' + inner + "}"
+    if _has_duplicate(text):
+        with pytest.raises(InvalidEntryError, match="duplicate key"):
+            prepare_json(text.encode(), T, "http")
+    else:
+        assert json.loads(prepare_json(text.encode(), T, "http").data)["e"] == json.loads(inner)

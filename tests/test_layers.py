@@ -10,7 +10,18 @@ from pathlib import Path
 
 import ironlog
 
-PURE = ["merkle", "note", "entry", "tiles", "tlogproof", "timeparse", "errors", "syslog", "policy"]
+PURE = [
+    "merkle",
+    "note",
+    "entry",
+    "tiles",
+    "tlogproof",
+    "timeparse",
+    "errors",
+    "syslog",
+    "policy",
+    "numparse",
+]
 FORBIDDEN = [
     "sqlite3",
     "socket",

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +40,15 @@ def actor(p: Principal) -> str:
     return f"operator:{p.key_id}" if p.is_operator else f"tenant:{p.key_id}"
 
 
-def parse_scopes(text: str) -> tuple[str, ...]:
-    scopes = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+def parse_scopes(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"append,read"`` or ``["append", "read"]`` -> the scopes."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    scopes = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
     bad = [s for s in scopes if s not in TENANT_SCOPES]
     if bad or not scopes:
+        shown = text if isinstance(text, str) else ",".join(items)
         raise InvalidRequestError(
-            f"invalid scopes {text!r}: use a comma-separated list of {', '.join(TENANT_SCOPES)}"
+            f"invalid scopes {shown[:200]!r}: use a list of {', '.join(TENANT_SCOPES)}"
         )
     return scopes
 
@@ -67,9 +70,12 @@ class Principal:
     def is_operator(self) -> bool:
         return self.tenant is None
 
-    def require(self, scope: str, tenant: str | None = None) -> None:
-        """Allow ``scope`` on ``tenant``'s resources.  Another tenant's resources
-        are reported as not found, so a key cannot learn what exists elsewhere."""
+    def require(self, scope: str, tenant: str | None = None, log: str | None = None) -> None:
+        """Allow ``scope`` on ``tenant``'s resources (on its log ``log``, when
+        the request selects one).  Another tenant's resources are reported as
+        not found, so a key cannot learn what exists elsewhere.  A key bound
+        to a log (``self.log``) may use that log only: every other log, and
+        managing the tenant (logs, keys, signing keys), is refused."""
         if self.is_operator:
             if scope in ("operator", "admin"):
                 return
@@ -80,6 +86,8 @@ class Principal:
             raise NotFoundError("no such resource")
         if scope == OPERATOR_SCOPE:
             raise PermissionDeniedError("this needs the operator key")
+        if self.log is not None and (log != self.log if log is not None else scope == "admin"):
+            raise PermissionDeniedError(f"this key is bound to log {self.log!r}")
         if scope not in self.scopes and "admin" not in self.scopes:
             raise PermissionDeniedError(f"this key lacks the {scope!r} scope")
 

@@ -25,7 +25,7 @@ from ironlog.auth import KeyManager, parse_scopes
 from ironlog.engine import BatchReceipt, Receipt
 from ironlog.entry import PreparedEntry, now_us, prepare_json, prepare_text
 from ironlog.errors import IronlogError
-from ironlog.instance import DEFAULT_ORIGIN_PREFIX, Ironlog, init_data_dir
+from ironlog.instance import DEFAULT_ORIGIN_PREFIX, PRIVATE_UMASK, Ironlog, init_data_dir
 from ironlog.note import b64encode
 from ironlog.store.base import DEFAULT_INDEXES, Durability, Query, parse_indexes
 from ironlog.timeparse import parse_time
@@ -69,6 +69,7 @@ def _open(ctx: click.Context) -> Ironlog:
 @click.pass_context
 def main(ctx: click.Context, data: Path) -> None:
     """ironlog: a crash-proof, tamper-evident audit log."""
+    os.umask(PRIVATE_UMASK)  # every file ironlog writes is 0600, every directory 0700
     ctx.ensure_object(dict)
     ctx.obj["data"] = data
 
@@ -779,7 +780,11 @@ def key_group() -> None:
 @click.option("--scopes", required=True, help="Comma-separated: append, read, admin.")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
-@click.option("--log", "log_name", help="The tenant's log that OTLP requests with this key write.")
+@click.option(
+    "--log",
+    "log_name",
+    help="Bind the key to this log of the tenant: it can use no other (OTLP writes there).",
+)
 @click.pass_context
 @_errors
 def key_create(

@@ -4,12 +4,14 @@ Pure: no I/O.  A JSON event must be an object.  The stored bytes are its
 canonical form (UTF-8 JSON, keys sorted at every depth, no insignificant
 whitespace) with ``received_at`` (RFC 3339 UTC, microseconds) and ``source``
 added.  Those bytes are the leaf input; nothing is ever re-serialised for
-hashing.  Duplicate keys in an object keep the last value (as most JSON
-parsers do); the stored bytes show what was kept.
+hashing.  An object with a duplicate key (``{"a":1,"a":2}``, at any depth)
+is refused: two parsers keeping different values is how a trail is forged.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,9 @@ QUERY_FIELDS = ("actor", "action", "resource", "outcome")
 MAX_FIELD_CHARS = 1024
 
 _decoder = msgspec.json.Decoder()
+# A key ends with a closing quote, then a colon: ``":``, or with JSON whitespace
+# between them (counted apart, so the common case is one fast bytes.count).
+_KEY_END_SPACED = re.compile(rb'"[ \t\n\r]+:')
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
@@ -67,9 +72,14 @@ def _field(obj: dict[str, Any], name: str) -> str | None:
 
 
 def prepare_object(
-    obj: Any, received_us: int, source: str, received_text: str | None = None
+    obj: Any,
+    received_us: int,
+    source: str,
+    received_text: str | None = None,
+    raw: bytes | None = None,
 ) -> PreparedEntry:
-    """Canonicalise an already-decoded event (must be a JSON object)."""
+    """Canonicalise an already-decoded event (must be a JSON object); ``raw``
+    is the JSON text it was decoded from, if any (checked for duplicate keys)."""
     if not isinstance(obj, dict):
         raise InvalidEntryError(f"an event must be a JSON object, not {_json_type(obj)}")
     for key in RESERVED_FIELDS:
@@ -82,6 +92,8 @@ def prepare_object(
         data = _encoder.encode(full)
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidEntryError(f"event cannot be encoded as JSON: {e}") from e
+    if raw is not None:
+        check_unique_keys(raw, obj, data)
     if len(data) > MAX_ENTRY_BYTES:
         raise InvalidEntryError(
             f"entry is {len(data)} bytes once stored; the limit is {MAX_ENTRY_BYTES}"
@@ -97,8 +109,71 @@ def prepare_object(
     )
 
 
-def prepare_json(raw: bytes | str, received_us: int, source: str) -> PreparedEntry:
-    """Decode one JSON text and canonicalise it."""
+def _count_keys(obj: Any) -> int:
+    """Keys of every object in a decoded JSON value (iterative: any depth)."""
+    n = 0
+    stack = [obj]
+    pop, push = stack.pop, stack.append
+    while stack:
+        o = pop()
+        if type(o) is dict:
+            n += len(o)
+            o = o.values()
+        for v in o:
+            t = type(v)
+            if t is dict or t is list:
+                push(v)
+    return n
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidEntryError(f"duplicate key {json.dumps(key)[:100]}")
+        seen.add(key)
+
+
+def check_unique_keys(raw: bytes, obj: Any, stored: bytes | None = None) -> None:
+    """InvalidEntryError if an object of the JSON text ``raw`` (decoded as
+    ``obj``, stored as ``stored`` when known) has a key twice.
+
+    Cheap when it can be.  Every key of ``raw`` ends with ``":`` (or a quote,
+    whitespace and a colon), so counting those gives an upper bound on its
+    keys.  Decoding keeps one value per key, so if that bound is no more than
+    the keys kept, no key was repeated.  The keys kept are counted in
+    ``stored`` (the canonical bytes: one ``":`` per key, plus the two the
+    server adds, plus no more in-string ones than ``raw`` has, when ``raw``
+    has no ``\\u`` escape), else by walking ``obj``.  Only when the bound is
+    higher (strings holding ``\\":``, or a real duplicate) is ``raw`` parsed
+    again, keeping every pair."""
+    if type(obj) is not dict and type(obj) is not list:
+        return
+    upper = raw.count(b'":') + len(_KEY_END_SPACED.findall(raw))
+    if stored is not None and b"\\u" not in raw:
+        kept = stored.count(b'":') - len(RESERVED_FIELDS)
+    else:
+        kept = _count_keys(obj)
+    if upper <= kept:
+        return  # the text has no more keys than were kept: none repeated
+    try:
+        json.loads(
+            raw,
+            object_pairs_hook=_refuse_duplicates,
+            parse_int=len,  # values are not needed, only the keys
+            parse_float=len,
+            parse_constant=len,
+        )
+    except RecursionError as e:
+        raise InvalidEntryError("JSON is nested too deeply") from e
+    except ValueError as e:  # msgspec accepted it, so this cannot happen; refuse anyway
+        raise InvalidEntryError(f"not valid JSON: {e}") from e
+
+
+def prepare_json(
+    raw: bytes | str, received_us: int, source: str, received_text: str | None = None
+) -> PreparedEntry:
+    """Decode one JSON text (refusing duplicate keys) and canonicalise it."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     try:
@@ -107,7 +182,7 @@ def prepare_json(raw: bytes | str, received_us: int, source: str) -> PreparedEnt
         raise InvalidEntryError(f"not valid JSON: {_clean(e)}") from e
     except RecursionError as e:
         raise InvalidEntryError("JSON is nested too deeply") from e
-    return prepare_object(obj, received_us, source)
+    return prepare_object(obj, received_us, source, received_text, raw)
 
 
 def prepare_ndjson(body: bytes, received_us: int, source: str) -> list[PreparedEntry]:
@@ -117,6 +192,8 @@ def prepare_ndjson(body: bytes, received_us: int, source: str) -> list[PreparedE
         objs = _decoder.decode_lines(b"\n".join(lines))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         objs = None  # find and name the bad line
+    if objs is not None and len(objs) != len(lines):
+        objs = None  # a value spread over lines: each line alone is not JSON
     when = format_time(received_us)
     out = []
     for n, line in enumerate(lines, 1):
@@ -124,7 +201,7 @@ def prepare_ndjson(body: bytes, received_us: int, source: str) -> list[PreparedE
             if objs is None:
                 out.append(prepare_json(line, received_us, source))
             else:
-                out.append(prepare_object(objs[n - 1], received_us, source, when))
+                out.append(prepare_object(objs[n - 1], received_us, source, when, line))
         except InvalidEntryError as e:
             raise InvalidEntryError(f"line {n}: {e}") from e
     return out

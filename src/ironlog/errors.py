@@ -8,9 +8,10 @@
     │       └── RollbackError             a log showed a smaller tree than one already trusted
     ├── InvalidEntryError             an event that cannot be stored (not JSON, too big, ...)
     ├── InvalidRequestError           a request with bad arguments (index out of range, ...)
-    │   └── TooLargeError                 over a per-request limit (bytes, records, objects)
+    │   ├── TooLargeError                 over a per-request limit (bytes, records, objects)
+    │   └── InvalidCursorError            a paging cursor not issued (for this log) by this service
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
-    ├── PermissionDeniedError         a valid key without the scope the request needs
+    ├── PermissionDeniedError         a valid key without the scope (or the log) the request needs
     ├── RateLimitedError              too many requests for a key (carries retry_after)
     ├── NotFoundError                 unknown tenant, log, index, tile
     ├── ConflictError                 the thing already exists
@@ -63,6 +64,10 @@ class InvalidRequestError(IronlogError):
 
 class TooLargeError(InvalidRequestError):
     code = "too_large"
+
+
+class InvalidCursorError(InvalidRequestError):
+    code = "invalid_cursor"
 
 
 class AuthenticationError(IronlogError):

@@ -65,6 +65,9 @@ def _refuse_foreign_dir(data_dir: Path) -> None:
     )
 
 
+PRIVATE_UMASK = 0o077  # set by the command and the service: files 0600, directories 0700
+
+
 def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) -> bool:
     """Create the data directory (0700), its master key and control database.
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -26,6 +28,12 @@ class MasterKey:
         if len(key) != 32:
             raise ConfigurationError("the master key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, label: str) -> bytes:
+        """A 32-byte key for one purpose (HMAC-SHA256 of ``label`` under the master
+        key), the same in every process that has the master key."""
+        return hmac.new(self._key, b"ironlog derive: " + label.encode(), hashlib.sha256).digest()
 
     def __repr__(self) -> str:  # never show the key
         return "MasterKey(<hidden>)"

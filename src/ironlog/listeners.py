@@ -31,11 +31,9 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
-import msgspec
-
 from ironlog import syslog
 from ironlog.engine import Log, Outcome
-from ironlog.entry import PreparedEntry, format_time, now_us, prepare_object
+from ironlog.entry import PreparedEntry, format_time, now_us, prepare_json, prepare_object
 from ironlog.errors import ConfigurationError, InvalidEntryError, IronlogError
 from ironlog.limits import Limits, split_batch
 
@@ -43,7 +41,6 @@ log = logging.getLogger("ironlog.listen")
 
 KINDS = ("syslog-udp", "syslog-tcp", "syslog-tls", "ndjson-tcp")
 TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds (or idle_timeout, if shorter)
-_decoder = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True)
@@ -458,8 +455,8 @@ class StreamProtocol(asyncio.Protocol):
             entries = []
             for f in frames:
                 try:
-                    entries.append(prepare_object(_decoder.decode(f), received, "ndjson-tcp", when))
-                except (msgspec.DecodeError, InvalidEntryError, RecursionError) as e:
+                    entries.append(prepare_json(f, received, "ndjson-tcp", when))
+                except InvalidEntryError as e:
                     self.sink.submit(entries)
                     self._close(f"invalid NDJSON line: {str(e)[:200]}")
                     return

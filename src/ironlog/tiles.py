@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ironlog.errors import FormatError, NotFoundError
 from ironlog.merkle import HASH_SIZE, TreeEdge, perfect_root
+from ironlog.numparse import parse_int
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT  # 256
@@ -72,19 +73,15 @@ def parse_tile_path(path: str) -> TileRef:
     else:
         if len(kind) > 1 and kind.startswith("0"):
             raise FormatError(f"tile level has a leading zero: {path!r}")
-        level = int(kind)
-        if level > 63:
-            raise FormatError(f"tile level out of range: {path!r}")
-    index = int(digits.replace("x", "").replace("/", ""))
+        level = parse_int(kind, "tile level", 0, 63, FormatError)
+    index = parse_int(digits.replace("x", "").replace("/", ""), "tile index", error=FormatError)
     if format_index(index) != digits:
         raise FormatError(f"tile index is not in canonical form: {path!r}")
     width = TILE_WIDTH
     if width_s is not None:
         if width_s.startswith("0"):
             raise FormatError(f"tile width has a leading zero: {path!r}")
-        width = int(width_s)
-        if not 1 <= width < TILE_WIDTH:
-            raise FormatError(f"partial tile width must be 1..255: {path!r}")
+        width = parse_int(width_s, "partial tile width", 1, TILE_WIDTH - 1, FormatError)
     return TileRef(level, index, width)
 
 

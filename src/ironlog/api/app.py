@@ -34,7 +34,7 @@ from ironlog.api.codec import (
     receipt_json,
     signing_key_json,
 )
-from ironlog.api.deps import State, limits, principal, resolve_log, state
+from ironlog.api.deps import State, check_query, limits, principal, resolve_log, state
 from ironlog.api.metrics import Metrics
 from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
@@ -51,12 +51,13 @@ from ironlog.errors import (
     TooLargeError,
     http_status,
 )
-from ironlog.instance import SYSTEM_LOG, Ironlog
+from ironlog.instance import PRIVATE_UMASK, SYSTEM_LOG, Ironlog
 from ironlog.integrity import IntegrityChecker
 from ironlog.limits import BatchBudget, Limits
 from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
+from ironlog.numparse import parse_int
 from ironlog.outbound import OutboundPolicy
 from ironlog.policy import parse_policy
 from ironlog.store.base import Durability, Query, parse_indexes
@@ -134,7 +135,7 @@ class TenantIn(msgspec.Struct, forbid_unknown_fields=True):
 class LogIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     durability: str = "sync"
-    indexes: str = "none"
+    indexes: list[str] | str = "none"  # an array; a comma-separated string also works
     public: bool = False
 
 
@@ -143,10 +144,10 @@ class PublicIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
-    scopes: str
+    scopes: list[str] | str  # an array; a comma-separated string also works
     name: str = ""
     expires_in: int | None = None
-    log: str | None = None  # where OTLP requests with this key write
+    log: str | None = None  # binds the key to this log (and OTLP requests write there)
 
 
 class RotateIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -161,13 +162,14 @@ class LockedIn(msgspec.Struct, forbid_unknown_fields=True):
     locked: bool
 
 
-def _tenant_admin(p: Principal, tenant: str) -> None:
-    """What only the tenant itself may do: not the operator."""
+def _tenant_admin(p: Principal, tenant: str, log: str | None = None) -> None:
+    """What only the tenant itself may do: not the operator (and a key bound
+    to a log only on that log)."""
     if p.is_operator:
         raise PermissionDeniedError(
             "only the tenant's own admin key can do this, not the operator key"
         )
-    p.require("admin", tenant)
+    p.require("admin", tenant, log)
 
 
 @post("/v1/tenants")
@@ -293,7 +295,7 @@ async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[b
 async def set_public(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
     body = await request.body()
     p = principal(request)
-    _tenant_admin(p, tenant)
+    _tenant_admin(p, tenant, name)
     data = parse_body(body, PublicIn)
     il = state(request).il
     await anyio.to_thread.run_sync(lambda: il.set_log_public(tenant, name, data.public, actor(p)))
@@ -306,9 +308,8 @@ def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     p.require("read" if not p.is_operator else "admin", tenant)
     il = state(request).il
     il.tenant(tenant)
-    return json_response(
-        {"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in il.list_logs(tenant)]}
-    )
+    logs = [i for i in il.list_logs(tenant) if p.log is None or i.name == p.log]
+    return json_response({"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in logs]})
 
 
 @post("/v1/tenants/{tenant:str}/keys")
@@ -397,7 +398,7 @@ async def set_witnesses(request: Request[Any, Any, Any], tenant: str, name: str)
     URL must go to an address the operator allows (checked again at every send)."""
     body = await request.body()
     p = principal(request)
-    _tenant_admin(p, tenant)
+    _tenant_admin(p, tenant, name)
     try:
         raw = json.loads(body)
     except ValueError as e:
@@ -423,6 +424,15 @@ async def append_entries(
     received = now_us()
     idem = request.headers.get("idempotency-key")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    # Every parameter is checked before anything is appended.
+    if idem is not None and not 1 <= len(idem) <= 255:
+        raise InvalidRequestError("an idempotency key is 1 to 255 characters")
+    if "witness_timeout" in request.query_params and not witnessed:
+        raise InvalidRequestError("witness_timeout needs witnessed=true")
+    if witnessed and ctype in NDJSON_TYPES:
+        raise InvalidRequestError("witnessed=true is for single JSON appends, not NDJSON batches")
+    if witnessed and not 0 < witness_timeout <= 60:
+        raise InvalidRequestError("witness_timeout must be in (0, 60] seconds")
     if ctype in NDJSON_TYPES:
         lim = limits(request)
         if body.count(b"\n") > lim.max_batch_records + 1:
@@ -443,8 +453,6 @@ async def append_entries(
     receipt = await lg.append_async(prepare_json(body, received, "http"), idem)
     extra: dict[str, Any] = {}
     if witnessed:
-        if not 0 < witness_timeout <= 60:
-            raise InvalidRequestError("witness_timeout must be in (0, 60] seconds")
         receipt, ok = await _witnessed(state(request).il, lg, receipt, witness_timeout)
         extra["witnessed"] = ok
     if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
@@ -490,31 +498,40 @@ def list_entries(
     action: str | None = None,
     resource: str | None = None,
     outcome: str | None = None,
-    cursor: int | None = None,
+    cursor: str | None = None,
 ) -> Response[bytes]:
+    """Entries in index order; ``next_cursor`` (opaque) gives the next page of
+    the same query: send it as ``cursor``, with ``limit`` if you like, and no
+    other parameter (the cursor carries them)."""
     lg = resolve_log(request, tenant, name, "read")
     if not 1 <= limit <= 1000:
         raise InvalidRequestError("limit must be between 1 and 1000")
-    start = cursor if cursor is not None else from_index
-    if start < 0:
-        raise InvalidRequestError("from_index must not be negative")
-    now = now_us()
-    q = Query(
-        since_us=parse_time(since, now) if since else None,
-        until_us=parse_time(until, now) if until else None,
-        actor=actor,
-        action=action,
-        resource=resource,
-        outcome=outcome,
-        from_index=start,
-        limit=limit + 1,
-    )
-    rows = list(lg.query(q))
+    path = f"{tenant}/{name}"
+    if cursor is not None:
+        given = sorted(set(request.query_params) - {"cursor", "limit"})
+        if given:
+            raise InvalidRequestError(
+                f"a cursor carries its query: send cursor (and limit) without {', '.join(given)}"
+            )
+        q = state(request).cursors.open(cursor, path).query()
+    else:
+        now = now_us()
+        q = Query(
+            since_us=parse_time(since, now) if since else None,
+            until_us=parse_time(until, now) if until else None,
+            actor=actor,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            from_index=from_index,
+        )
+    rows = list(lg.query(replace(q, limit=limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
+    next_cursor = state(request).cursors.issue(path, q, rows[-1][0] + 1) if more else None
     out = {
         "entries": [{"index": i, "entry": d.decode()} for i, d in rows],
-        "next_cursor": rows[-1][0] + 1 if more and rows else None,
+        "next_cursor": next_cursor,
     }
     return json_response(out)
 
@@ -522,19 +539,20 @@ def list_entries(
 OCTET_STREAM = "application/octet-stream"
 
 
-@get("/v1/logs/{tenant:str}/{name:str}/entries/{index:int}", sync_to_thread=True)
+@get("/v1/logs/{tenant:str}/{name:str}/entries/{index:str}", sync_to_thread=True)
 def get_entry(
-    request: Request[Any, Any, Any], tenant: str, name: str, index: int, size: int | None = None
+    request: Request[Any, Any, Any], tenant: str, name: str, index: str, size: int | None = None
 ) -> Response[bytes]:
     lg = resolve_log(request, tenant, name, "read")
-    data = lg.entry(index)
+    i = parse_int(index, "index")
+    data = lg.entry(i)
     if OCTET_STREAM in request.headers.get("accept", ""):
         # The exact stored bytes, for offline verification (nothing re-encoded).
         return Response(data, media_type=OCTET_STREAM)
-    proof = lg.tlog_proof(index, size)
+    proof = lg.tlog_proof(i, size)
     return json_response(
         {
-            "index": index,
+            "index": i,
             "entry": data.decode(),
             "leaf_hash": b64encode(leaf_hash(data)),
             "checkpoint": proof.checkpoint,
@@ -574,7 +592,10 @@ def integrity_report(request: Request[Any, Any, Any]) -> Response[bytes]:
     p = principal(request)
     if not p.is_operator:
         p.require("read")
-    return json_response({"logs": state(request).integrity.report(p.tenant)})
+    report = state(request).integrity.report(p.tenant)
+    if p.log is not None:  # a key bound to a log sees that log only
+        report = [r for r in report if r.get("log") == f"{p.tenant}/{p.log}"]
+    return json_response({"logs": report})
 
 
 @get("/metrics", sync_to_thread=True)
@@ -665,6 +686,7 @@ def create_app(
             otlp_logs,
             *READ_HANDLERS,
         ],
+        before_request=check_query,
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={
@@ -684,6 +706,7 @@ def create_app(
 
 def create_app_from_env() -> Litestar:
     """Factory for uvicorn workers: the data directory comes from IRONLOG_DATA."""
+    os.umask(PRIVATE_UMASK)  # files 0600 (metrics, locks, probes), directories 0700
     return create_app(
         Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))),
         verify_interval=float(os.environ.get("IRONLOG_VERIFY_INTERVAL", "10")),

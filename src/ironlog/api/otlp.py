@@ -276,7 +276,7 @@ def decode_request(body: bytes, ctype: str, limits: Limits) -> ExportLogsService
         return req
     scan_json(body, limits)
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, object_pairs_hook=_refuse_duplicates)
         if not isinstance(obj, dict):
             raise OtlpError(400, "the JSON body must be an object")
         _hex_ids_to_base64(obj)
@@ -304,7 +304,23 @@ def any_value(v: AnyValue) -> Any:
 
 
 def attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs if isinstance(kv, KeyValue)}
+    """Key-value pairs as an object; a key given twice is refused, not overwritten."""
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        if isinstance(kv, KeyValue):
+            if kv.key in out:
+                raise InvalidEntryError(f"duplicate attribute key {json.dumps(kv.key)[:100]}")
+            out[kv.key] = any_value(kv.value)
+    return out
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise OtlpError(400, f"duplicate key {json.dumps(key)[:100]}")
+        obj[key] = value
+    return obj
 
 
 def _time(nanos: int) -> str | None:
@@ -406,6 +422,7 @@ async def _export(request: Request[Any, Any, Any], ctype: str) -> Response[bytes
     tenant, _, log_name = name.rpartition("/")
     if tenant and tenant != p.tenant:
         raise OtlpError(404, "no such resource")
+    p.require("append", p.tenant, log_name)  # a key bound to a log writes there only
     lg = state(request).il.log(str(p.tenant), log_name)
     lg.check_appendable()
     encoding = request.headers.get("content-encoding", "identity").strip().lower()

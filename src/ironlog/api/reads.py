@@ -74,7 +74,7 @@ def tile(request: Request[Any, Any, Any], tenant: str, name: str, rest: str) -> 
     try:
         ref = parse_tile_path("tile/" + rest.lstrip("/"))
     except FormatError as e:
-        raise NotFoundError(f"not a tile path: {rest!r}") from e
+        raise NotFoundError(f"not a tile path: {rest[:80]!r}") from e
     size = lg.head().size
     if ref.is_bundle:
         available = max(0, min(256, size - ref.index * 256))

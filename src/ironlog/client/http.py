@@ -340,7 +340,7 @@ class Client:
                 yield Entry(int(e["index"]), str(e["entry"]).encode())
             if body.get("next_cursor") is None:
                 return
-            params["from_index"] = int(body["next_cursor"])
+            params = {"cursor": str(body["next_cursor"]), "limit": page_size}
 
     def consistency_proof(self, log: str, size1: int, size2: int) -> list[bytes]:
         """The proof that the tree of ``size2`` extends that of ``size1``, verified
@@ -482,7 +482,7 @@ class AsyncClient:
                 yield Entry(int(e["index"]), str(e["entry"]).encode())
             if body.get("next_cursor") is None:
                 return
-            params["from_index"] = int(body["next_cursor"])
+            params = {"cursor": str(body["next_cursor"]), "limit": page_size}
 
     async def consistency_proof(self, log: str, size1: int, size2: int) -> list[bytes]:
         await self._prepare(log)

@@ -7,6 +7,7 @@ is the one suite every driver must pass.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from ironlog.entry import PreparedEntry
 from ironlog.errors import ConflictError, InvalidRequestError
+from ironlog.numparse import parse_int
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -41,9 +43,8 @@ class Durability:
         if t in ("sync", "off"):
             return cls(t)
         if t.startswith("interval:"):
-            ms = t.partition(":")[2]
-            if ms.isdigit() and 1 <= int(ms) <= 60_000:
-                return cls("interval", int(ms))
+            with contextlib.suppress(InvalidRequestError):
+                return cls("interval", parse_int(t.partition(":")[2], "interval", 1, 60_000))
         raise InvalidRequestError(
             f"invalid durability {text!r}: use sync, interval:MS (1..60000) or off"
         )
@@ -81,9 +82,10 @@ INDEXABLE_FIELDS = ("actor", "action", "resource", "outcome")
 DEFAULT_INDEXES: tuple[str, ...] = ()  # see docs/architecture.md, "Indexed fields"
 
 
-def parse_indexes(text: str) -> tuple[str, ...]:
-    """``actor,action`` / ``all`` / ``none`` -> the fields to index."""
-    t = text.strip().lower()
+def parse_indexes(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``actor,action`` (or ``["actor", "action"]``) / ``all`` / ``none`` -> the
+    fields to index."""
+    t = text.strip().lower() if isinstance(text, str) else ",".join(text).lower()
     if t == "all":
         return INDEXABLE_FIELDS
     if t in ("none", ""):
