@@ -276,7 +276,13 @@ def append(ctx: click.Context, path: str, file: IO[bytes], raw: bool, batch_size
         f"appended {appended} entries (indexes {last.first_index + last.count - appended}"
         f"..{last.first_index + last.count - 1})"
     )
-    click.echo(last.checkpoint, nl=False)
+    checkpoint = last.checkpoint
+    if not checkpoint:  # non-sync durability: signed once an fsync made it durable
+        signed = lg.wait_signed(last.first_index + last.count, lg.sign_delay() + 2.0)
+        if signed is None:
+            raise click.ClickException("the appended entries are not signed yet")
+        checkpoint = signed[1]
+    click.echo(checkpoint, nl=False)
 
 
 def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:

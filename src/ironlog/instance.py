@@ -228,7 +228,7 @@ class Ironlog:
         self.log_info(tenant, name)
         # The tree size when the policy took effect: the published checkpoint
         # never goes below it (see published_checkpoint).
-        size = self.log(tenant, name).head().size
+        size = (self.log(tenant, name).latest_signed() or (0, ""))[0]
         self.control.set_setting(f"witnesses_from:{tenant}/{name}", str(size))
         self.control.set_setting(f"witnesses:{tenant}/{name}", policy.dumps())
 

@@ -110,7 +110,9 @@ class Witnessing:
         path = lg.info.path
         st = self._states.setdefault(path, _LogState())
         now = time.monotonic()
-        size = lg.head().size
+        # Only signed checkpoints, which are of durable trees, go to witnesses.
+        signed = lg.latest_signed()
+        size, checkpoint = signed if signed is not None else (0, "")
         if size == 0 or now < st.retry_at or now - st.last_submit < MIN_INTERVAL:
             return
         if size == st.submitted_size and not st.failures:
@@ -120,9 +122,6 @@ class Witnessing:
             for s in sorted(stored):
                 st.known.update(dict.fromkeys(stored[s], s))
         st.last_submit = now
-        checkpoint = lg.store.checkpoint(size)
-        if checkpoint is None:
-            return
         lines: dict[str, str] = {}
         failed = False
         for w in policy.witnesses:

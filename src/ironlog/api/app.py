@@ -14,7 +14,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,
     IronlogError,
+    LogUnavailableError,
     RateLimitedError,
     http_status,
 )
@@ -197,6 +197,7 @@ def _log_json(lg: Any) -> dict[str, Any]:
         "vkey": lg.verifier.vkey(),
         "vkeys": lg.keys.published(),
         "size": head.size,
+        "signed_size": (lg.latest_signed() or (0, ""))[0],
         "durability": str(info.durability),
         "indexes": list(info.indexes),
         "public": bool(lg.info.public),
@@ -374,6 +375,13 @@ async def append_entries(
         receipt, ok = await _witnessed(state(request).il, lg, receipt, witness_timeout)
         extra["witnessed"] = ok
     if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
+        signed = await anyio.to_thread.run_sync(lg.signed_receipt, receipt)
+        if signed is None:
+            raise LogUnavailableError(
+                f"entry {receipt.index} was appended but is not signed yet: "
+                "fetch its proof later (GET .../proof/inclusion)"
+            )
+        receipt = signed
         return Response(
             receipt.tlog_proof().to_text().encode(), status_code=201, media_type=TLOG_PROOF_TYPE
         )
@@ -393,8 +401,7 @@ async def _witnessed(
         )
         if got is not None:
             size, checkpoint = got
-            proof = await anyio.to_thread.run_sync(lg.inclusion_proof, receipt.index, size)
-            return replace(receipt, checkpoint=checkpoint, inclusion_proof=tuple(proof)), True
+            return await anyio.to_thread.run_sync(lg.rebase, receipt, size, checkpoint), True
         if time.monotonic() >= deadline:
             return receipt, False
         await asyncio.sleep(0.05)
