@@ -280,7 +280,7 @@ def append(ctx: click.Context, path: str, file: IO[bytes], raw: bool, batch_size
     if not checkpoint:  # non-sync durability: signed once an fsync made it durable
         signed = lg.wait_signed(last.first_index + last.count, lg.sign_delay() + 2.0)
         if signed is None:
-            raise click.ClickException("the appended entries are not signed yet")
+            raise click.ClickException("the entries were appended but are not signed yet")
         checkpoint = signed[1]
     click.echo(checkpoint, nl=False)
 
