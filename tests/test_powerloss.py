@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ironlog import merkle
@@ -23,9 +24,11 @@ from ironlog.engine import Log, Receipt
 from ironlog.entry import now_us, prepare_json
 from ironlog.errors import NotFoundError
 from ironlog.instance import Ironlog
-from ironlog.note import SignedCheckpoint, open_checkpoint
+from ironlog.note import CosignatureSigner, SignedCheckpoint, open_checkpoint
+from ironlog.policy import parse_policy
 from ironlog.store.base import Durability
 from ironlog.store.sqlite import SqliteDriver
+from ironlog.witnessing import Witnessing
 from tests.powerloss import PowerLossVFS
 
 
@@ -218,3 +221,40 @@ def test_the_model_drops_what_was_not_synced(tmp_path: Path, vfs: PowerLossVFS) 
     other.close()
     vfs.restore()
     assert not (tmp_path / "new.db").exists()
+
+
+def test_witnesses_only_get_checkpoints_that_survive_a_cut(
+    data_dir: Path, vfs: PowerLossVFS
+) -> None:
+    """What the service submits to witnesses is a tree the log still holds
+    after a power cut (a witness would otherwise see a fork)."""
+    il = _open(data_dir, vfs)
+    il.create_log("acme", "pay", Durability.parse("interval:50"), create_tenant=True)
+    lg = il.log("acme", "pay")
+    witness = CosignatureSigner.generate("witness.test/w1")
+    policy = parse_policy({"witnesses": [{"url": "http://w1.test", "vkey": witness.vkey()}]})
+    posted: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        posted.append(request.content.decode().split("\n\n", 1)[1])
+        return httpx.Response(503)
+
+    w = Witnessing(il)
+    w._http.close()
+    w._http = httpx.Client(transport=httpx.MockTransport(answer))
+    try:
+        _append_and_wait_for_fsync(lg, 0, 10)
+        _append(lg, 10, 20)  # acknowledged, not durable yet
+        w.submit(lg, policy)
+    finally:
+        w.stop()
+    assert posted, "nothing was submitted"
+    handed = HandedOut(lg)
+    for text in posted:
+        handed.add(text)
+    _cut(il, vfs)
+    with _open(data_dir, vfs) as il2:
+        lg2 = il2.log("acme", "pay")
+        assert lg2.head().size < 30, "the cut did not lose the unsynced batch"
+        assert lg2.wait_signed(lg2.head().size, 5) is not None
+        handed.check(lg2)
