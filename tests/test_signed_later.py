@@ -120,3 +120,24 @@ def test_cli_append_and_proof_print_signed_checkpoints(server: Server, key: str)
     ).json()["entry"]
     assert '"cli":2' in entry
     assert verify_proof_file(proof.encode(), entry.encode(), vkey).passed
+
+
+def test_nothing_unsigned_is_served_before_the_fsync(server: Server, key: str) -> None:
+    """interval:60000: for a minute after the appends nothing is durable, so no
+    checkpoint, tile or bundle of those entries is served yet."""
+    with server.client(key) as c:
+        r = c.post("/v1/tenants/acme/logs", json={"name": "slow", "durability": "interval:60000"})
+        assert r.status_code == 201, r.text
+        for i in range(3):
+            assert c.post("/v1/logs/acme/slow/entries", json={"n": i}).status_code == 201
+        info = c.get("/v1/logs/acme/slow").json()
+        assert (info["size"], info["signed_size"]) == (3, 0)
+        for path in (
+            "/v1/logs/acme/slow/checkpoint",
+            "/logs/acme/slow/checkpoint",
+            "/logs/acme/slow/tile/entries/000.p/3",
+            "/logs/acme/slow/tile/0/000.p/3",
+        ):
+            got = c.get(path)
+            assert got.status_code == 404, (path, got.status_code, got.text)
+            assert got.json()["error"]["code"] == "not_found"
