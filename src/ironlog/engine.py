@@ -184,21 +184,27 @@ class LogWriter:
             return batch
 
     def _sync(self) -> None:
-        """fsync, then sign the tree that the fsync made durable (read before it)."""
-        head: Head | None = None
-        try:
-            head = self._store.head()
-            self._store.sync()
-        except OSError as e:  # an fsync failure is a durability failure: fail closed
-            head = None
-            self._log.mark_unhealthy(f"fsync failed: {e}")
-        except IronlogError as e:
-            head = None
-            log.error("sync of %s failed: %s", self._log.info.path, e)
+        """fsync, then sign the tree that the fsync made durable (read before
+        it), and fsync again so that the signature is soon as durable."""
+        head = self._fsync(read_head=True)
         self._last_sync = time.monotonic()
         self._dirty = False
-        if head is not None and head.size and not head.checkpoint:
-            self._log.sign_durable(head)
+        if head is None or head.size == 0 or head.checkpoint:
+            return  # nothing new to sign
+        if self._log.sign_durable(head):
+            self._fsync(read_head=False)
+
+    def _fsync(self, read_head: bool) -> Head | None:
+        try:
+            head = self._store.head() if read_head else None
+            self._store.sync()
+        except OSError as e:  # an fsync failure is a durability failure: fail closed
+            self._log.mark_unhealthy(f"fsync failed: {e}")
+            return None
+        except IronlogError as e:
+            log.error("sync of %s failed: %s", self._log.info.path, e)
+            return None
+        return head
 
     def _run(self) -> None:
         while True:
@@ -326,6 +332,7 @@ class Log:
         # sync mode signs in the commit; the others once an fsync made a tree durable
         self.signs_at_commit = info.durability.mode == "sync"
         self._signed = threading.Condition()
+        self._closed = False
         self.unhealthy: str | None = None
         # observer(info, entries, bytes, seconds) after every committed batch
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
@@ -429,15 +436,16 @@ class Log:
         head = self.store.head()
         return head.size == 0 or bool(head.checkpoint)
 
-    def sign_durable(self, head: Head) -> None:
+    def sign_durable(self, head: Head) -> bool:
         """Sign and store the checkpoint of ``head``, a tree an fsync made durable."""
         try:
             self.store.add_checkpoint(head.size, head.root, self.sign(head.size, head.root))
         except Exception:  # the next fsync round tries again; never kill the writer
             log.exception("signing %s at size %d failed", self.info.path, head.size)
-            return
+            return False
         with self._signed:
             self._signed.notify_all()
+        return True
 
     def sign_delay(self) -> float:
         """How long after its commit a tree is signed at most (0 in sync mode)."""
@@ -467,7 +475,7 @@ class Log:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            if not poked and not self.signs_at_commit and self.unhealthy is None:
+            if not (poked or self.signs_at_commit or self._closed or self.unhealthy):
                 poked = True  # after a restart, say, nothing may be pending
                 with contextlib.suppress(LogUnavailableError):
                     self._writer_().poke()
@@ -602,6 +610,7 @@ class Log:
         }
 
     def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
             self._writer = None
