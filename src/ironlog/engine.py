@@ -185,32 +185,29 @@ class LogWriter:
 
     def _sync(self) -> None:
         """fsync, then sign the tree that the fsync made durable (read before
-        it), and fsync again so that the signature is soon as durable."""
-        head = self._fsync(read_head=True)
+        it); the stored signature is made durable by the next round."""
+        head: Head | None = None
+        try:
+            head = self._store.head()
+            self._store.sync()
+        except OSError as e:  # an fsync failure is a durability failure: fail closed
+            head = None
+            self._log.mark_unhealthy(f"fsync failed: {e}")
+        except IronlogError as e:
+            head = None
+            log.error("sync of %s failed: %s", self._log.info.path, e)
         self._last_sync = time.monotonic()
         self._dirty = False
         if head is None or head.size == 0 or head.checkpoint:
             return  # nothing new to sign
         if self._log.sign_durable(head):
-            self._fsync(read_head=False)
-
-    def _fsync(self, read_head: bool) -> Head | None:
-        try:
-            head = self._store.head() if read_head else None
-            self._store.sync()
-        except OSError as e:  # an fsync failure is a durability failure: fail closed
-            self._log.mark_unhealthy(f"fsync failed: {e}")
-            return None
-        except IronlogError as e:
-            log.error("sync of %s failed: %s", self._log.info.path, e)
-            return None
-        return head
+            self._dirty = True
 
     def _run(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
-                if self._dirty:
+                while self._dirty:  # at most twice: the tree, then its signature
                     self._sync()
                 return
             if not batch:  # interval mode: time to fsync
