@@ -6,6 +6,7 @@ is in tests/test_powerloss.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from ironlog import merkle
-from ironlog.client import Client
+from ironlog.client import AsyncClient, Client
 from ironlog.errors import ForkError
 from ironlog.evidence import verify_proof_file
 from ironlog.note import Verifier, b64decode, open_checkpoint
@@ -141,3 +142,20 @@ def test_nothing_unsigned_is_served_before_the_fsync(server: Server, key: str) -
             got = c.get(path)
             assert got.status_code == 404, (path, got.status_code, got.text)
             assert got.json()["error"]["code"] == "not_found"
+
+
+def test_async_sdk_fetches_the_signed_checkpoint_later(server: Server, key: str) -> None:
+    async def run() -> None:
+        async with AsyncClient(server.url, key, trust_on_first_use=True) as c:
+            r = await c.append("acme/pay", {"actor": "dora"})
+            assert r.checkpoint is None
+            s = await c.signed(r)
+            assert s.checkpoint is not None and s.checkpoint.checkpoint.size >= r.size
+            w = await c.append("acme/pay", {"actor": "eve"}, wait_signed=True)
+            assert w.checkpoint is not None
+            b = await c.append_many("acme/pay", [{"n": 3}])
+            assert (await c.signed(b)).checkpoint is not None
+            with pytest.raises(ForkError, match="were lost"):
+                await c.signed(dataclasses.replace(r, root=bytes(32)))
+
+    asyncio.run(run())
