@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +272,29 @@ def test_witnesses_only_get_checkpoints_that_survive_a_cut(
         assert lg2.head().size < 30, "the cut did not lose the unsynced batch"
         assert lg2.wait_signed(lg2.head().size, 5) is not None
         handed.check(lg2)
+
+
+def test_a_log_smaller_than_a_checkpoint_it_signed_refuses_writes(data_dir: Path) -> None:
+    """The database files rolled back behind a checkpoint they still hold."""
+    db = data_dir / "logs" / "acme" / "pay.db"
+    with Ironlog(data_dir) as il:
+        il.create_log("acme", "pay", create_tenant=True)
+        lg = il.log("acme", "pay")
+        for i in range(3):
+            lg.append(prepare_json(_event(i), now_us(), "t"))
+    old = db.read_bytes()
+    with Ironlog(data_dir) as il:
+        lg = il.log("acme", "pay")
+        lg.append(prepare_json(_event(3), now_us(), "t"))
+        note = lg.checkpoint()
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    db.write_bytes(old)
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO checkpoints VALUES (4, ?, 0)", (note,))
+    con.commit()
+    con.close()
+    with Ironlog(data_dir) as il:
+        lg = il.log("acme", "pay")
+        assert lg.unhealthy is not None
+        assert "checkpoint of size 4 was signed but the log has only 3 entries" in lg.unhealthy

@@ -345,16 +345,19 @@ class Log:
         latest signed checkpoint (the head's, or an older one while the head
         awaits its signature) must be of a tree the log holds."""
         where = f"log {self.info.path}"
+        latest = self.store.latest_checkpoint()  # before the head, which only grows
         head = self.store.head()
         if head.size == 0:
             if head.checkpoint or self.store.checkpoint(0) is not None:
                 raise IntegrityError(f"{where}: head is empty but a checkpoint exists")
-            if self.store.latest_checkpoint() is not None:
+            if latest is not None:
                 raise IntegrityError(f"{where}: the log is empty but signed checkpoints exist")
             return
-        if head.checkpoint and self.store.checkpoint(head.size) != head.checkpoint:
-            raise IntegrityError(f"{where}: head does not match the stored checkpoint")
-        latest = self.store.latest_checkpoint()
+        if head.checkpoint:
+            if self.store.checkpoint(head.size) != head.checkpoint:
+                raise IntegrityError(f"{where}: head does not match the stored checkpoint")
+            if latest is None or latest[0] <= head.size:
+                latest = (head.size, head.checkpoint)  # signed since latest was read
         if latest is not None and latest[0] > head.size:
             raise IntegrityError(
                 f"{where}: a checkpoint of size {latest[0]} was signed but the log has "
@@ -371,8 +374,6 @@ class Log:
             raise IntegrityError(f"{where}: stored tiles are inconsistent: {e}") from e
         if latest is not None:
             self._check_signed(where, head, root, *latest)
-        elif head.checkpoint:
-            raise IntegrityError(f"{where}: head does not match the stored checkpoint")
         if root != head.root:
             raise IntegrityError(f"{where}: root rebuilt from stored tiles differs from the head")
         last_full = head.size - head.size % TILE_WIDTH
