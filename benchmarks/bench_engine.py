@@ -10,6 +10,7 @@ Each figure is measured side by side with its baseline in the same run:
 - memory: RSS while appending 5,000,000 entries.
 
 Usage: python benchmarks/bench_engine.py [--entries N] [--memory-entries N]
+                                         [--durability sync|interval:MS|off]
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from ironlog.audit import audit_log
 from ironlog.engine import Log
 from ironlog.entry import PreparedEntry
 from ironlog.instance import Ironlog, init_data_dir
+from ironlog.store.base import Durability
+
+DURABILITY = Durability()  # --durability
 
 
 def _open(d: Path, name: str) -> tuple[Ironlog, Log]:
     init_data_dir(d)
     il = Ironlog(d)
-    il.create_log("bench", name, create_tenant=True)
+    il.create_log("bench", name, DURABILITY, create_tenant=True)
     return il, il.log("bench", name)
 
 
@@ -218,9 +222,12 @@ def main() -> None:
     ap.add_argument("--memory-entries", type=int, default=5_000_000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--only-memory", action="store_true", help="Run the memory phase alone.")
+    ap.add_argument("--durability", default="sync", help="The logs' mode (default sync).")
     args = ap.parse_args()
+    global DURABILITY
+    DURABILITY = Durability.parse(args.durability)
     d = workdir()
-    results: dict[str, Any] = {"event_bytes": stored_size()}
+    results: dict[str, Any] = {"event_bytes": stored_size(), "durability": str(DURABILITY)}
     if args.only_memory:
         try:
             results["memory"] = bench_memory(d, args.memory_entries)

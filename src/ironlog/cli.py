@@ -162,25 +162,7 @@ def log_info(ctx: click.Context, path: str) -> None:
     indexes, public, health, witnesses and their status."""
     tenant, _, name = _split(path)
     il = _open(ctx)
-    lg = il.log(tenant, name)
-    info, head = lg.info, lg.head()
-    out: dict[str, Any] = {
-        "tenant": info.tenant,
-        "name": info.name,
-        "origin": info.origin,
-        "vkey": lg.verifier.vkey(),
-        "vkeys": lg.keys.published(),
-        "size": head.size,
-        "durability": str(info.durability),
-        "indexes": list(info.indexes),
-        "public": bool(info.public),
-        "healthy": lg.unhealthy is None,
-        "unhealthy_reason": lg.unhealthy,
-    }
-    policy = il.witness_policy(tenant, name)
-    if policy is not None:
-        out["witnesses"] = policy.to_json()
-        out["witness_status"] = il.witness_status(tenant, name)
+    out = il.describe_log(il.log(tenant, name))
     click.echo(json.dumps(out, indent=1))
 
 
@@ -334,7 +316,13 @@ def append(ctx: click.Context, path: str, file: IO[bytes], raw: bool, batch_size
         f"appended {appended} entries (indexes {last.first_index + last.count - appended}"
         f"..{last.first_index + last.count - 1})"
     )
-    click.echo(last.checkpoint, nl=False)
+    checkpoint = last.checkpoint
+    if not checkpoint:  # non-sync durability: signed once an fsync made it durable
+        signed = lg.wait_signed(last.first_index + last.count, lg.sign_delay() + 2.0)
+        if signed is None:
+            raise click.ClickException("the entries were appended but are not signed yet")
+        checkpoint = signed[1]
+    click.echo(checkpoint, nl=False)
 
 
 def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:

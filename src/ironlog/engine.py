@@ -5,6 +5,13 @@ One writer thread per log and process holds a queue of pending appends and
 has at most one commit in flight; while a commit runs new appends gather and
 form the next batch (group commit, no fixed sleep).  A request is never split
 across batches, so a batch request is all or nothing.
+
+A checkpoint is signed only for a tree that is durable.  In ``sync`` mode
+every commit is fsync'd, so each batch signs its checkpoint in its
+transaction.  In ``interval`` and ``off`` modes a commit stores the tree
+unsigned; the writer's periodic fsync then signs the size it just made
+durable (``LogWriter._sync``).  Receipts of those modes carry the unsigned
+root and size; the signed checkpoint follows (``Log.wait_signed``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ironlog.entry import PreparedEntry
 from ironlog.errors import (
@@ -40,19 +47,28 @@ log = logging.getLogger("ironlog.engine")
 MAX_BATCH_ENTRIES = 10_000
 MAX_INDEX = 1 << 62
 MAX_BATCH_BYTES = 32 << 20
+OFF_SIGN_INTERVAL = 1.0  # seconds between fsync-and-sign rounds of an ``off`` log
 
 
 @dataclass(frozen=True)
 class Receipt:
-    """What an append of one entry returns: enough to verify it offline."""
+    """What an append of one entry returns: enough to verify it offline.
+
+    ``inclusion_proof`` leads to the tree (``size``, ``root``); ``checkpoint``
+    is its signed note, or "" in the non-sync modes, where the tree is signed
+    only once it is durable (fetch the signed checkpoint later)."""
 
     index: int
     leaf_hash: bytes
     entry: bytes
     checkpoint: str
     inclusion_proof: tuple[bytes, ...]
+    size: int
+    root: bytes
 
     def tlog_proof(self) -> TlogProof:
+        if not self.checkpoint:
+            raise NotFoundError(f"entry {self.index} has no signed checkpoint yet")
         return TlogProof(self.index, self.inclusion_proof, self.checkpoint)
 
 
@@ -60,8 +76,9 @@ class Receipt:
 class BatchReceipt:
     first_index: int
     count: int
-    checkpoint: str
+    checkpoint: str  # "" until the tree is durable and signed (non-sync modes)
     size: int
+    root: bytes
 
 
 Outcome = BatchReceipt | list[Receipt]
@@ -99,9 +116,14 @@ class LogWriter:
         self._queue: deque[_Request] = deque()
         self._closing = False
         durability = owner.info.durability
-        self._interval = durability.interval_ms / 1000 if durability.mode == "interval" else None
+        self._interval: float | None = None
+        if durability.mode == "interval":
+            self._interval = durability.interval_ms / 1000
+        elif durability.mode == "off":
+            self._interval = OFF_SIGN_INTERVAL
         self._last_sync = time.monotonic()
-        self._dirty = False
+        # A tree left unsigned (by a crash, say) is signed at the first fsync.
+        self._dirty = not owner.signs_at_commit and not owner.head_is_signed()
         self.batch_sizes: deque[int] = deque(maxlen=1024)
         self.commit_seconds: deque[float] = deque(maxlen=1024)
         self._thread = threading.Thread(
@@ -122,6 +144,13 @@ class LogWriter:
             self._closing = True
             self._cond.notify()
         self._thread.join()
+
+    def poke(self) -> None:
+        """Ask for an fsync (and the signature that follows) within the interval."""
+        with self._cond:
+            if not self._closing and self._interval is not None:
+                self._dirty = True
+                self._cond.notify()
 
     def _take(self) -> list[_Request] | None:
         with self._cond:
@@ -156,18 +185,30 @@ class LogWriter:
             return batch
 
     def _sync(self) -> None:
+        """fsync, then sign the tree that the fsync made durable (read before
+        it); the stored signature is made durable by the next round."""
+        head: Head | None = None
         try:
+            head = self._store.head()
             self._store.sync()
         except OSError as e:  # an fsync failure is a durability failure: fail closed
+            head = None
             self._log.mark_unhealthy(f"fsync failed: {e}")
+        except IronlogError as e:
+            head = None
+            log.error("sync of %s failed: %s", self._log.info.path, e)
         self._last_sync = time.monotonic()
         self._dirty = False
+        if head is None or head.size == 0 or head.checkpoint:
+            return  # nothing new to sign
+        if self._log.sign_durable(head):
+            self._dirty = True
 
     def _run(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
-                if self._dirty:
+                while self._dirty:  # at most twice: the tree, then its signature
                     self._sync()
                 return
             if not batch:  # interval mode: time to fsync
@@ -225,7 +266,8 @@ class LogWriter:
         started = time.perf_counter()
         try:
             self._log.check_writable()
-            result = self._store.append(entries, self._log.sign, idem)
+            sign = self._log.sign if self._log.signs_at_commit else None
+            result = self._store.append(entries, sign, idem)
         except DuplicateRequestError:
             raise
         except IronlogError as e:
@@ -247,9 +289,7 @@ class LogWriter:
         outcomes: list[Outcome | BaseException] = []
         for r in batch:
             try:
-                outcomes.append(
-                    self._log.outcome(index, r.entries, head.size, head.checkpoint, r.proofs)
-                )
+                outcomes.append(self._log.outcome(index, r.entries, head, r.proofs))
             except IronlogError as e:
                 outcomes.append(e)
             index += len(r.entries)
@@ -287,6 +327,10 @@ class Log:
         self._nodes_lock = threading.Lock()
         self._writer: LogWriter | None = None
         self._writer_lock = threading.Lock()
+        # sync mode signs in the commit; the others once an fsync made a tree durable
+        self.signs_at_commit = info.durability.mode == "sync"
+        self._signed = threading.Condition()
+        self._closed = False
         self.unhealthy: str | None = None
         self.service_only = False  # a tenant's system log: no door may append to it
         # observer(info, entries, bytes, seconds) after every committed batch
@@ -299,21 +343,28 @@ class Log:
 
     # -- integrity -------------------------------------------------------------
     def check_head(self) -> None:
-        """The root recomputed from stored tiles must equal the last signed checkpoint's."""
+        """The root recomputed from stored tiles must equal the head's, and the
+        latest signed checkpoint (the head's, or an older one while the head
+        awaits its signature) must be of a tree the log holds."""
         where = f"log {self.info.path}"
+        latest = self.store.latest_checkpoint()  # before the head, which only grows
         head = self.store.head()
         if head.size == 0:
             if head.checkpoint or self.store.checkpoint(0) is not None:
                 raise IntegrityError(f"{where}: head is empty but a checkpoint exists")
+            if latest is not None:
+                raise IntegrityError(f"{where}: the log is empty but signed checkpoints exist")
             return
-        if self.store.checkpoint(head.size) != head.checkpoint:
-            raise IntegrityError(f"{where}: head does not match the stored checkpoint")
-        try:
-            cp = open_checkpoint(head.checkpoint, self.verifiers).checkpoint
-        except IronlogError as e:
-            raise IntegrityError(f"{where}: last checkpoint does not verify: {e}") from e
-        if cp.size != head.size or cp.root != head.root:
-            raise IntegrityError(f"{where}: head differs from its signed checkpoint")
+        if head.checkpoint:
+            if self.store.checkpoint(head.size) != head.checkpoint:
+                raise IntegrityError(f"{where}: head does not match the stored checkpoint")
+            if latest is None or latest[0] <= head.size:
+                latest = (head.size, head.checkpoint)  # signed since latest was read
+        if latest is not None and latest[0] > head.size:
+            raise IntegrityError(
+                f"{where}: a checkpoint of size {latest[0]} was signed but the log has "
+                f"only {head.size} entries"
+            )
         partial = []
         level = 0
         while head.size >> (TILE_HEIGHT * level):
@@ -323,11 +374,10 @@ class Log:
             root = TileBuilder(head.size, partial).root()
         except IronlogError as e:
             raise IntegrityError(f"{where}: stored tiles are inconsistent: {e}") from e
-        if root != cp.root:
-            raise IntegrityError(
-                f"{where}: root recomputed from stored tiles differs from the signed "
-                f"checkpoint at size {cp.size}"
-            )
+        if latest is not None:
+            self._check_signed(where, head, root, *latest)
+        if root != head.root:
+            raise IntegrityError(f"{where}: root rebuilt from stored tiles differs from the head")
         last_full = head.size - head.size % TILE_WIDTH
         tail = self.store.entries(last_full, head.size)
         if len(tail) != head.size - last_full:
@@ -335,6 +385,29 @@ class Log:
         level0 = partial[0][: len(tail) * 32] if partial else b""
         if b"".join(leaf_hash(e) for e in tail) != level0:
             raise IntegrityError(f"{where}: latest entries do not match their tile")
+
+    def _check_signed(self, where: str, head: Head, root: bytes, size: int, note: str) -> None:
+        """The latest signed checkpoint verifies and is the tree of its size."""
+        try:
+            cp = open_checkpoint(note, self.verifiers).checkpoint
+        except IronlogError as e:
+            raise IntegrityError(f"{where}: last checkpoint does not verify: {e}") from e
+        if cp.size != size:
+            raise IntegrityError(f"{where}: checkpoint stored under size {size} says {cp.size}")
+        if size == head.size:
+            if cp.root != head.root:
+                raise IntegrityError(f"{where}: head differs from its signed checkpoint")
+            signed_root = root
+        else:
+            try:
+                signed_root = self.root(size)
+            except IronlogError as e:
+                raise IntegrityError(f"{where}: stored tiles are inconsistent: {e}") from e
+        if signed_root != cp.root:
+            raise IntegrityError(
+                f"{where}: root recomputed from stored tiles differs from the signed "
+                f"checkpoint at size {cp.size}"
+            )
 
     def mark_unhealthy(self, reason: str) -> None:
         self.unhealthy = reason
@@ -367,6 +440,56 @@ class Log:
         """Every active key signs (old and new, during a key rotation)."""
         return Checkpoint(self.info.origin, size, root).sign(*self.keys.signers())
 
+    def head_is_signed(self) -> bool:
+        head = self.store.head()
+        return head.size == 0 or bool(head.checkpoint)
+
+    def sign_durable(self, head: Head) -> bool:
+        """Sign and store the checkpoint of ``head``, a tree an fsync made durable."""
+        try:
+            self.store.add_checkpoint(head.size, head.root, self.sign(head.size, head.root))
+        except Exception:  # the next fsync round tries again; never kill the writer
+            log.exception("signing %s at size %d failed", self.info.path, head.size)
+            return False
+        with self._signed:
+            self._signed.notify_all()
+        return True
+
+    def sign_delay(self) -> float:
+        """How long after its commit a tree is signed at most (0 in sync mode)."""
+        d = self.info.durability
+        if d.mode == "interval":
+            return d.interval_ms / 1000
+        return 0.0 if d.mode == "sync" else OFF_SIGN_INTERVAL
+
+    def latest_signed(self) -> tuple[int, str] | None:
+        """(size, note) of the newest signed checkpoint: of a durable tree."""
+        head = self.store.head()
+        if head.checkpoint:
+            return head.size, head.checkpoint
+        if head.size == 0:
+            return None
+        return self.store.latest_checkpoint()
+
+    def wait_signed(self, min_size: int, timeout: float) -> tuple[int, str] | None:
+        """The newest signed checkpoint once its size reaches ``min_size``
+        (None if that takes longer than ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        poked = False
+        while True:
+            got = self.latest_signed()
+            if got is not None and got[0] >= min_size:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if not (poked or self.signs_at_commit or self._closed or self.unhealthy):
+                poked = True  # after a restart, say, nothing may be pending
+                with contextlib.suppress(LogUnavailableError):
+                    self._writer_().poke()
+            with self._signed:
+                self._signed.wait(min(remaining, 0.05))
+
     def _writer_(self) -> LogWriter:
         if self._writer is None:
             with self._writer_lock:
@@ -395,14 +518,14 @@ class Log:
         self,
         first: int,
         entries: Sequence[PreparedEntry] | Sequence[bytes],
-        size: int,
-        checkpoint: str,
+        head: Head,
         proofs: bool,
     ) -> Outcome:
         """The receipt(s) for ``entries`` appended at ``first`` in the batch that
-        signed ``checkpoint`` (tree ``size``)."""
+        made the tree ``head`` (signed, or not yet: its checkpoint is then "")."""
+        size, checkpoint = head.size, head.checkpoint
         if not proofs:
-            return BatchReceipt(first, len(entries), checkpoint, size)
+            return BatchReceipt(first, len(entries), checkpoint, size, head.root)
         out = []
         for i, e in enumerate(entries):
             if isinstance(e, bytes):
@@ -411,8 +534,23 @@ class Log:
                 assert isinstance(e, PreparedEntry)
                 data, leaf = e.data, e.leaf
             proof = tuple(self.proof_at(first + i, size))
-            out.append(Receipt(first + i, leaf, data, checkpoint, proof))
+            out.append(Receipt(first + i, leaf, data, checkpoint, proof, size, head.root))
         return out
+
+    def rebase(self, receipt: Receipt, size: int, checkpoint: str) -> Receipt:
+        """``receipt`` with its proof to the (signed) tree of ``size``."""
+        proof = tuple(self.inclusion_proof(receipt.index, size))
+        return replace(
+            receipt, checkpoint=checkpoint, inclusion_proof=proof, size=size, root=self.root(size)
+        )
+
+    def signed_receipt(self, receipt: Receipt) -> Receipt | None:
+        """``receipt`` re-based on a signed checkpoint, waiting for one for as
+        long as signing may take (None if none came in that time)."""
+        if receipt.checkpoint:
+            return receipt
+        got = self.wait_signed(receipt.index + 1, self.sign_delay() + 2.0)
+        return self.rebase(receipt, *got) if got is not None else None
 
     def replay(self, key: str | None, proofs: bool) -> Outcome | BaseException:
         """The original answer to the request that used idempotency ``key``."""
@@ -421,9 +559,8 @@ class Log:
             return LogUnavailableError("idempotency record vanished")
         try:
             entries = self.store.entries(done.first_index, done.first_index + done.count)
-            return self.outcome(
-                done.first_index, entries, done.size, self.checkpoint(done.size), proofs
-            )
+            head = Head(done.size, self.root(done.size), self.store.checkpoint(done.size) or "")
+            return self.outcome(done.first_index, entries, head, proofs)
         except IronlogError as e:
             return e
 
@@ -497,6 +634,7 @@ class Log:
         }
 
     def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -523,12 +661,14 @@ class Log:
         return size
 
     def checkpoint(self, size: int | None = None) -> str:
+        """The signed checkpoint of ``size``, or the latest one: never of a
+        tree that is not durable yet."""
         self._bounded(size=size)
         if size is None:
-            head = self.store.head()
-            if head.size == 0:
-                raise NotFoundError(f"log {self.info.path} is empty: no checkpoint yet")
-            return head.checkpoint
+            got = self.latest_signed()
+            if got is None:
+                raise NotFoundError(f"log {self.info.path} has no signed checkpoint yet")
+            return got[1]
         note = self.store.checkpoint(size)
         if note is None:
             raise NotFoundError(f"no checkpoint was signed at size {size}")
@@ -560,7 +700,17 @@ class Log:
         return consistency_proof(size1, size2, self._node)
 
     def tlog_proof(self, index: int, size: int | None = None) -> TlogProof:
-        """An offline proof of entry ``index`` against the signed checkpoint of ``size``."""
+        """An offline proof of entry ``index`` against the signed checkpoint of
+        ``size`` (default: the latest, waiting for one that covers the entry
+        for as long as signing may take)."""
+        if size is None:
+            self._bounded(index=index)
+            got = self.latest_signed()
+            if (got is None or got[0] <= index) and index < self.store.head().size:
+                got = self.wait_signed(index + 1, self.sign_delay() + 2.0)
+                if got is None:
+                    raise NotFoundError(f"entry {index} is not covered by a signed checkpoint yet")
+            size = got[0] if got is not None else 0
         size = self._size(size)
         note = self.checkpoint(size)
         return TlogProof(index, tuple(self.inclusion_proof(index, size)), note)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ironlog.atomic import replace_atomically
 from ironlog.entry import format_time, now_us
-from ironlog.errors import InvalidRequestError
+from ironlog.errors import InvalidRequestError, NotFoundError
 from ironlog.evidence import FORMAT
 from ironlog.instance import Ironlog
 from ironlog.note import b64encode
@@ -41,11 +41,13 @@ def export_evidence(
         raise InvalidRequestError(f"entry {min(bad)} does not exist (the log has {head})")
     policy = il.witness_policy(tenant, name)
     witnessed = il.witnessed_checkpoint(tenant, name, max(chosen) + 1)
-    if witnessed is not None:
-        size, checkpoint = witnessed
-    else:
-        size, checkpoint = head, lg.checkpoint(head)
-    latest = lg.head().size
+    # Only signed checkpoints, which are of durable trees (non-sync modes sign
+    # a little after the append).
+    signed = lg.wait_signed(max(chosen) + 1, lg.sign_delay() + 2.0)
+    if signed is None:
+        raise NotFoundError(f"entry {max(chosen)} is not covered by a signed checkpoint yet")
+    size, checkpoint = witnessed if witnessed is not None else signed
+    latest = signed[0]
     entries = [
         {
             "index": i,

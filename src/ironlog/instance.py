@@ -366,7 +366,7 @@ class Ironlog:
         self.record(tenant, by, "witnesses.set", resource=name, witnesses=policy.to_json())
         # The tree size when the policy took effect: the published checkpoint
         # never goes below it (see published_checkpoint).
-        size = self.log(tenant, name).head().size
+        size = (self.log(tenant, name).latest_signed() or (0, ""))[0]
         self.control.set_setting(f"witnesses_from:{tenant}/{name}", str(size))
         self.control.set_setting(f"witnesses:{tenant}/{name}", policy.dumps())
 
@@ -396,6 +396,31 @@ class Ironlog:
     def witness_policy(self, tenant: str, name: str) -> WitnessPolicy | None:
         raw = self.control.get_setting(f"witnesses:{tenant}/{name}")
         return parse_policy(json.loads(raw)) if raw else None
+
+    def describe_log(self, lg: Log, witnesses: bool = True) -> dict[str, Any]:
+        """What ``GET /v1/logs/{t}/{l}`` answers and ``ironlog log info`` prints:
+        origin, keys, size, signed size, durability, indexes, public, health
+        (and the witnesses with their status)."""
+        info, head = lg.info, lg.head()
+        out: dict[str, Any] = {
+            "tenant": info.tenant,
+            "name": info.name,
+            "origin": info.origin,
+            "vkey": lg.verifier.vkey(),
+            "vkeys": lg.keys.published(),
+            "size": head.size,
+            "signed_size": (lg.latest_signed() or (0, ""))[0],
+            "durability": str(info.durability),
+            "indexes": list(info.indexes),
+            "public": bool(info.public),
+            "healthy": lg.unhealthy is None,
+            "unhealthy_reason": lg.unhealthy,
+        }
+        policy = self.witness_policy(info.tenant, info.name) if witnesses else None
+        if policy is not None:
+            out["witnesses"] = policy.to_json()
+            out["witness_status"] = self.witness_status(info.tenant, info.name)
+        return out
 
     def witness_status(self, tenant: str, name: str) -> dict[str, Any]:
         raw = self.control.get_setting(f"witness_status:{tenant}/{name}")

@@ -189,7 +189,9 @@ class Witnessing:
         path = lg.info.path
         st = self._states.setdefault(path, _LogState())
         now = time.monotonic()
-        size = lg.head().size
+        # Only signed checkpoints, which are of durable trees, go to witnesses.
+        signed = lg.latest_signed()
+        size, checkpoint = signed if signed is not None else (0, "")
         if size == 0 or now - st.last_submit < MIN_INTERVAL:
             return
         if not st.known:
@@ -205,9 +207,6 @@ class Witnessing:
             return
         due.sort(key=lambda w: st.failures[w.name])  # the ones that answer first
         st.last_submit = now
-        checkpoint = lg.store.checkpoint(size)
-        if checkpoint is None:
-            return
         lines: dict[str, str] = {}
         for w in due:
             if self._stop.is_set():

@@ -40,12 +40,13 @@ from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
 from ironlog.auth import Principal, actor, parse_scopes
-from ironlog.engine import Receipt
+from ironlog.engine import Log, Receipt
 from ironlog.entry import now_us, prepare_json, prepare_ndjson
 from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,
     IronlogError,
+    LogUnavailableError,
     PermissionDeniedError,
     RateLimitedError,
     TooLargeError,
@@ -246,31 +247,12 @@ async def set_operator_lock(request: Request[Any, Any, Any], tenant: str) -> Res
     return json_response({"name": tenant, "operator_locked": data.locked})
 
 
-def _log_json(lg: Any) -> dict[str, Any]:
-    info = lg.info
-    head = lg.head()
-    return {
-        "tenant": info.tenant,
-        "name": info.name,
-        "origin": info.origin,
-        "vkey": lg.verifier.vkey(),
-        "vkeys": lg.keys.published(),
-        "size": head.size,
-        "durability": str(info.durability),
-        "indexes": list(info.indexes),
-        "public": bool(lg.info.public),
-        "healthy": lg.unhealthy is None,
-        "unhealthy_reason": lg.unhealthy,
-    }
+def _log_json(il: Ironlog, lg: Log) -> dict[str, Any]:
+    return il.describe_log(lg, witnesses=False)
 
 
-def _log_info_json(il: Ironlog, lg: Any) -> dict[str, Any]:
-    out = _log_json(lg)
-    policy = il.witness_policy(lg.info.tenant, lg.info.name)
-    if policy is not None:
-        out["witnesses"] = policy.to_json()
-        out["witness_status"] = il.witness_status(lg.info.tenant, lg.info.name)
-    return out
+def _log_info_json(il: Ironlog, lg: Log) -> dict[str, Any]:
+    return il.describe_log(lg)
 
 
 @post("/v1/tenants/{tenant:str}/logs")
@@ -288,7 +270,7 @@ async def create_log(request: Request[Any, Any, Any], tenant: str) -> Response[b
             tenant, data.name, durability, indexes=indexes, public=data.public, by=actor(p)
         )
     )
-    return json_response(_log_json(il.log(tenant, data.name)), 201)
+    return json_response(_log_json(il, il.log(tenant, data.name)), 201)
 
 
 @post("/v1/tenants/{tenant:str}/logs/{name:str}/public")
@@ -456,6 +438,13 @@ async def append_entries(
         receipt, ok = await _witnessed(state(request).il, lg, receipt, witness_timeout)
         extra["witnessed"] = ok
     if TLOG_PROOF_TYPE in request.headers.get("accept", ""):
+        signed = await anyio.to_thread.run_sync(lg.signed_receipt, receipt)
+        if signed is None:
+            raise LogUnavailableError(
+                f"entry {receipt.index} was appended but is not signed yet: "
+                "fetch its proof later (GET .../proof/inclusion)"
+            )
+        receipt = signed
         return Response(
             receipt.tlog_proof().to_text().encode(), status_code=201, media_type=TLOG_PROOF_TYPE
         )
@@ -475,8 +464,7 @@ async def _witnessed(
         )
         if got is not None:
             size, checkpoint = got
-            proof = await anyio.to_thread.run_sync(lg.inclusion_proof, receipt.index, size)
-            return replace(receipt, checkpoint=checkpoint, inclusion_proof=tuple(proof)), True
+            return await anyio.to_thread.run_sync(lg.rebase, receipt, size, checkpoint), True
         if time.monotonic() >= deadline:
             return receipt, False
         await asyncio.sleep(0.05)

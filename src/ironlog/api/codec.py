@@ -33,12 +33,16 @@ def parse_body(body: bytes, model: type[T]) -> T:
 
 
 def receipt_json(r: Receipt) -> dict[str, Any]:
-    """``entry`` is the exact stored bytes (a JSON text, as a string)."""
+    """``entry`` is the exact stored bytes (a JSON text, as a string).  The
+    proof leads to the tree (``size``, ``root``); ``checkpoint`` is its signed
+    note, or null until that tree is durable (non-sync durability modes)."""
     return {
         "index": r.index,
         "leaf_hash": b64encode(r.leaf_hash),
         "entry": r.entry.decode(),
-        "checkpoint": r.checkpoint,
+        "size": r.size,
+        "root": b64encode(r.root),
+        "checkpoint": r.checkpoint or None,
         "inclusion_proof": [b64encode(h) for h in r.inclusion_proof],
     }
 
@@ -48,7 +52,8 @@ def batch_json(b: BatchReceipt) -> dict[str, Any]:
         "first_index": b.first_index,
         "count": b.count,
         "size": b.size,
-        "checkpoint": b.checkpoint,
+        "root": b64encode(b.root),
+        "checkpoint": b.checkpoint or None,
     }
 
 

@@ -40,8 +40,10 @@ def consistency(
     to_size: int | None = None,
 ) -> Response[bytes]:
     lg = _log(request, tenant, name)
+    if to_size is None:  # the latest signed tree: one a client can check
+        to_size = (lg.latest_signed() or (0, ""))[0]
     proof = lg.consistency_proof(from_size, to_size)
-    size2 = to_size if to_size is not None else lg.head().size
+    size2 = to_size
     return json_response(
         {
             "from": from_size,
@@ -75,7 +77,9 @@ def tile(request: Request[Any, Any, Any], tenant: str, name: str, rest: str) -> 
         ref = parse_tile_path("tile/" + rest.lstrip("/"))
     except FormatError as e:
         raise NotFoundError(f"not a tile path: {rest[:80]!r}") from e
-    size = lg.head().size
+    # Only what a signed (durable) checkpoint covers: a full tile is served as
+    # immutable, and a power cut may still drop what is beyond it.
+    size = (lg.latest_signed() or (0, ""))[0]
     if ref.is_bundle:
         available = max(0, min(256, size - ref.index * 256))
     else:

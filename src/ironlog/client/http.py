@@ -16,20 +16,31 @@ inclusion proof.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
 
-from ironlog.client.trust import LogTrust, ProofNeeded, TrustStore, decode_hashes, verify_entry
+from ironlog.client.trust import (
+    LogTrust,
+    ProofNeeded,
+    TrustStore,
+    decode_hashes,
+    verify_entry,
+    verify_extends,
+    verify_leaf,
+)
 from ironlog.errors import (
     FormatError,
     InvalidRequestError,
     IronlogError,
+    LogUnavailableError,
     UnreachableError,
     VerificationError,
     error_classes,
@@ -43,14 +54,21 @@ QUERY_FILTERS = ("since", "until", "actor", "action", "resource", "outcome")
 
 @dataclass(frozen=True)
 class Receipt:
-    """A verified receipt: ``entry`` (exact stored bytes) is leaf ``index`` of ``checkpoint``."""
+    """A verified receipt: ``entry`` (exact stored bytes) is leaf ``index`` of
+    the tree (``size``, ``root``) and, once signed, of ``checkpoint``.
+
+    A log whose durability is not ``sync`` signs a tree only after an fsync
+    made it durable: its receipts come with ``checkpoint`` None, and
+    ``Client.signed(receipt)`` fetches and checks the signed checkpoint."""
 
     log: str
     index: int
     entry: bytes
     leaf_hash: bytes
     inclusion_proof: tuple[bytes, ...]
-    checkpoint: SignedCheckpoint
+    checkpoint: SignedCheckpoint | None
+    size: int = 0
+    root: bytes = b""
 
     @property
     def event(self) -> dict[str, Any]:
@@ -60,12 +78,18 @@ class Receipt:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """A verified batch: ``count`` entries from ``first_index``, under ``checkpoint``."""
+    """A batch: ``count`` entries from ``first_index``, in the tree (``size``,
+    ``root``), under ``checkpoint`` once signed (None before: see Receipt)."""
 
     log: str
     first_index: int
     count: int
-    checkpoint: SignedCheckpoint
+    checkpoint: SignedCheckpoint | None
+    size: int = 0
+    root: bytes = b""
+
+
+_R = TypeVar("_R", Receipt, BatchResult)
 
 
 @dataclass(frozen=True)
@@ -164,17 +188,66 @@ class _Core:
     def pin_from_info(self, log: str, info: dict[str, Any]) -> None:
         self.trust(log).pin(str(info["vkey"]))
 
-    def receipt(self, log: str, body: dict[str, Any]) -> tuple[Receipt, SignedCheckpoint]:
+    def tree(self, log: str, body: dict[str, Any]) -> tuple[SignedCheckpoint | None, int, bytes]:
+        """The signed checkpoint of an answer, or None and its unsigned (size, root)."""
         try:
-            cp = self.trust(log).open(str(body["checkpoint"]))
+            if body.get("checkpoint") is not None:
+                cp = self.trust(log).open(str(body["checkpoint"]))
+                return cp, cp.checkpoint.size, cp.checkpoint.root
+            return None, int(body["size"]), b64decode(str(body["root"]), "root")
+        except (KeyError, ValueError, TypeError) as e:
+            raise FormatError(f"malformed answer from the server: {e!r}") from e
+
+    def receipt(self, log: str, body: dict[str, Any]) -> tuple[Receipt, SignedCheckpoint | None]:
+        cp, size, root = self.tree(log, body)
+        try:
             entry = str(body["entry"]).encode()
             index = int(body["index"])
             proof = decode_hashes(body["inclusion_proof"], "inclusion proof")
             leaf = b64decode(str(body["leaf_hash"]), "leaf hash") if "leaf_hash" in body else None
         except (KeyError, ValueError, TypeError) as e:
             raise FormatError(f"malformed receipt from the server: {e!r}") from e
-        verify_entry(cp, index, entry, proof, leaf)
-        return Receipt(log, index, entry, leaf or b"", tuple(proof), cp), cp
+        verify_leaf(size, root, index, entry, proof, leaf)
+        return Receipt(log, index, entry, leaf or b"", tuple(proof), cp, size, root), cp
+
+    def batch(self, log: str, body: dict[str, Any]) -> BatchResult:
+        cp, size, root = self.tree(log, body)
+        try:
+            first, count = int(body["first_index"]), int(body["count"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise FormatError(f"malformed batch receipt from the server: {e!r}") from e
+        if not 0 <= first < first + count <= size:
+            raise VerificationError("the batch is not inside the tree it was appended to")
+        return BatchResult(log, first, count, cp, size, root)
+
+    @staticmethod
+    def covers(result: Receipt | BatchResult, cp: SignedCheckpoint) -> bool:
+        return cp.checkpoint.size >= result.size
+
+    def rebase(
+        self,
+        result: Receipt | BatchResult,
+        cp: SignedCheckpoint,
+        consistency: list[bytes],
+        inclusion: list[bytes],
+    ) -> Receipt | BatchResult:
+        """``result`` under the signed ``cp``: which must extend its tree (and,
+        for a receipt, hold its entry at its index)."""
+        verify_extends(result.size, result.root, cp, consistency, result.log)
+        size, root = cp.checkpoint.size, cp.checkpoint.root
+        if isinstance(result, BatchResult):
+            return replace(result, checkpoint=cp, size=size, root=root)
+        verify_entry(cp, result.index, result.entry, inclusion, result.leaf_hash or None)
+        return replace(
+            result, checkpoint=cp, size=size, root=root, inclusion_proof=tuple(inclusion)
+        )
+
+    @staticmethod
+    def not_signed(result: Receipt | BatchResult, timeout: float) -> LogUnavailableError:
+        return LogUnavailableError(
+            f"log {result.log}: no signed checkpoint of {result.size} entries or more "
+            f"within {timeout} s"
+        )
 
     def consistency(
         self, log: str, body: dict[str, Any], size1: int, size2: int
@@ -291,12 +364,22 @@ class Client:
         return self._check(log, trust.open(resp.text), latest=True)
 
     def append(
-        self, log: str, event: Mapping[str, Any], *, idempotency_key: str | None = None
+        self,
+        log: str,
+        event: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        wait_signed: bool = False,
     ) -> Receipt:
+        """Append one event.  On a log whose durability is not ``sync`` the
+        receipt has no signed checkpoint yet (``checkpoint`` None) unless
+        ``wait_signed``: then it waits for it, as :meth:`signed` does."""
         self._prepare(log)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = _json(self._request("POST", f"{_split(log)}/entries", json=event, headers=headers))
         receipt, cp = self._core.receipt(log, body)
+        if cp is None:
+            return self.signed(receipt) if wait_signed else receipt
         self._check(log, cp)
         return receipt
 
@@ -308,7 +391,7 @@ class Client:
         idempotency_key: str | None = None,
     ) -> BatchResult:
         """One all-or-nothing batch (NDJSON)."""
-        trust = self._prepare(log)
+        self._prepare(log)
         headers = {"Content-Type": "application/x-ndjson"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -317,14 +400,44 @@ class Client:
                 "POST", f"{_split(log)}/entries", content=_ndjson(events), headers=headers
             )
         )
-        cp = self._check(log, trust.open(str(body["checkpoint"])))
-        return BatchResult(log, int(body["first_index"]), int(body["count"]), cp)
+        result = self._core.batch(log, body)
+        if result.checkpoint is not None:
+            self._check(log, result.checkpoint)
+        return result
+
+    def signed(self, result: _R, timeout: float = 10.0, poll: float = 0.05) -> _R:
+        """``result`` (of :meth:`append` or :meth:`append_many`) under a signed
+        checkpoint: waits until the log signed a tree at least as large, checks
+        that it extends the receipt's tree (ForkError if not: the acknowledged
+        entries were lost) and, for a receipt, the entry's inclusion in it."""
+        if result.checkpoint is not None:
+            return result
+        deadline = time.monotonic() + timeout
+        while not self._core.covers(result, cp := self.checkpoint(result.log)):
+            if time.monotonic() >= deadline:
+                raise self._core.not_signed(result, timeout)
+            time.sleep(poll)
+        path, size = _split(result.log), cp.checkpoint.size
+        consistency: list[bytes] = []
+        if 0 < result.size < size:
+            params = {"from_size": result.size, "to_size": size}
+            body = self._get(f"{path}/proof/consistency", params)
+            consistency = decode_hashes(body.get("proof"), "consistency proof")
+        inclusion: list[bytes] = []
+        if isinstance(result, Receipt):
+            body = self._get(f"{path}/proof/inclusion", {"index": result.index, "size": size})
+            inclusion = self._core.inclusion(result.log, body)[0]
+        out = self._core.rebase(result, cp, consistency, inclusion)
+        assert isinstance(out, type(result))
+        return out
 
     def entry(self, log: str, index: int, size: int | None = None) -> Receipt:
         """One entry with its inclusion proof, verified."""
         self._prepare(log)
         params = {"size": size} if size is not None else None
         receipt, cp = self._core.receipt(log, self._get(f"{_split(log)}/entries/{index}", params))
+        if cp is None:
+            raise FormatError("the server sent an entry without its signed checkpoint")
         self._check(log, cp)
         return receipt
 
@@ -436,12 +549,19 @@ class AsyncClient:
         return cp
 
     async def append(
-        self, log: str, event: Mapping[str, Any], *, idempotency_key: str | None = None
+        self,
+        log: str,
+        event: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        wait_signed: bool = False,
     ) -> Receipt:
         await self._prepare(log)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         resp = await self._request("POST", f"{_split(log)}/entries", json=event, headers=headers)
         receipt, cp = self._core.receipt(log, _json(resp))
+        if cp is None:
+            return await self.signed(receipt) if wait_signed else receipt
         await self._check(log, cp)
         return receipt
 
@@ -452,23 +572,49 @@ class AsyncClient:
         *,
         idempotency_key: str | None = None,
     ) -> BatchResult:
-        trust = await self._prepare(log)
+        await self._prepare(log)
         headers = {"Content-Type": "application/x-ndjson"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         resp = await self._request(
             "POST", f"{_split(log)}/entries", content=_ndjson(events), headers=headers
         )
-        body = _json(resp)
-        cp = trust.open(str(body["checkpoint"]))
-        await self._check(log, cp)
-        return BatchResult(log, int(body["first_index"]), int(body["count"]), cp)
+        result = self._core.batch(log, _json(resp))
+        if result.checkpoint is not None:
+            await self._check(log, result.checkpoint)
+        return result
+
+    async def signed(self, result: _R, timeout: float = 10.0, poll: float = 0.05) -> _R:
+        """See :meth:`Client.signed`."""
+        if result.checkpoint is not None:
+            return result
+        deadline = time.monotonic() + timeout
+        while not self._core.covers(result, cp := await self.checkpoint(result.log)):
+            if time.monotonic() >= deadline:
+                raise self._core.not_signed(result, timeout)
+            await asyncio.sleep(poll)
+        path, size = _split(result.log), cp.checkpoint.size
+        consistency: list[bytes] = []
+        if 0 < result.size < size:
+            body = await self._get(
+                f"{path}/proof/consistency", {"from_size": result.size, "to_size": size}
+            )
+            consistency = decode_hashes(body.get("proof"), "consistency proof")
+        inclusion: list[bytes] = []
+        if isinstance(result, Receipt):
+            body = await self._get(f"{path}/proof/inclusion", {"index": result.index, "size": size})
+            inclusion = self._core.inclusion(result.log, body)[0]
+        out = self._core.rebase(result, cp, consistency, inclusion)
+        assert isinstance(out, type(result))
+        return out
 
     async def entry(self, log: str, index: int, size: int | None = None) -> Receipt:
         await self._prepare(log)
         params = {"size": size} if size is not None else None
         body = await self._get(f"{_split(log)}/entries/{index}", params)
         receipt, cp = self._core.receipt(log, body)
+        if cp is None:
+            raise FormatError("the server sent an entry without its signed checkpoint")
         await self._check(log, cp)
         return receipt
 

@@ -197,14 +197,45 @@ def verify_entry(
     leaf: bytes | None = None,
 ) -> None:
     """``entry`` is leaf ``index`` of the tree ``cp`` commits to."""
+    verify_leaf(cp.checkpoint.size, cp.checkpoint.root, index, entry, proof, leaf)
+
+
+def verify_leaf(
+    size: int,
+    root: bytes,
+    index: int,
+    entry: bytes,
+    proof: Sequence[bytes],
+    leaf: bytes | None = None,
+) -> None:
+    """``entry`` is leaf ``index`` of the tree (``size``, ``root``), signed or not."""
     h = leaf_hash(entry)
     if leaf is not None and leaf != h:
         raise VerificationError(f"leaf hash of entry {index} does not match its bytes")
-    if index >= cp.checkpoint.size:
-        raise VerificationError(
-            f"entry {index} is beyond the checkpoint's tree size {cp.checkpoint.size}"
-        )
-    verify_inclusion(index, cp.checkpoint.size, h, proof, cp.checkpoint.root)
+    if index >= size:
+        raise VerificationError(f"entry {index} is beyond the checkpoint's tree size {size}")
+    verify_inclusion(index, size, h, proof, root)
+
+
+def verify_extends(
+    size: int, root: bytes, cp: SignedCheckpoint, proof: Sequence[bytes], log: str
+) -> None:
+    """The signed ``cp`` extends the (unsigned) tree (``size``, ``root``) of a
+    receipt: otherwise what the receipt acknowledged was lost (ForkError)."""
+    n, r = cp.checkpoint.size, cp.checkpoint.root
+    try:
+        if n < size:
+            raise VerificationError(f"the signed tree has {n} entries, fewer than {size}")
+        if n == size:
+            if r != root:
+                raise VerificationError("same size, different root")
+        else:
+            verify_consistency(size, n, proof, root, r)
+    except VerificationError as e:
+        raise ForkError(
+            f"log {log}: the signed checkpoint {describe(cp)} does not extend the tree of "
+            f"size {size} the receipt was given (the acknowledged entries were lost): {e}"
+        ) from e
 
 
 def decode_hashes(values: object, what: str) -> list[bytes]:

@@ -133,7 +133,9 @@ class LogInfo:
 class Head:
     size: int
     root: bytes
-    checkpoint: str  # the signed note for (size, root); "" for a log never written
+    # The signed note for (size, root); "" for a log never written, and, in the
+    # non-sync durability modes, until the tree of this size is durable and signed.
+    checkpoint: str
 
 
 @dataclass(frozen=True)
@@ -187,16 +189,23 @@ class LogStore(ABC):
     def append(
         self,
         entries: Sequence[PreparedEntry],
-        sign: SignFn,
+        sign: SignFn | None,
         idempotency: Sequence[tuple[str, int, int]] = (),
     ) -> BatchResult:
-        """One transaction: entries, tiles, the signed checkpoint and the head.
+        """One transaction: entries, tiles, the head and, when ``sign`` is given,
+        the signed checkpoint (without it the head's checkpoint is "" until
+        :meth:`add_checkpoint`).
 
         ``idempotency`` holds (key, offset in ``entries``, count) of the
         requests that carry a key; if any key was used before, nothing is
         written and DuplicateRequestError names them.  Durable (per the log's
         durability mode) when it returns.  Takes the store's write lock, so
         several processes may append to one log."""
+
+    @abstractmethod
+    def add_checkpoint(self, size: int, root: bytes, note: str) -> None:
+        """Store the signed checkpoint of a tree already committed (and made
+        durable by the caller); also the head's, if the head is still that tree."""
 
     @abstractmethod
     def idempotent(self, key: str) -> IdempotentResult | None:
@@ -231,6 +240,10 @@ class LogStore(ABC):
     @abstractmethod
     def checkpoints(self, min_size: int = 0) -> Iterator[tuple[int, str]]:
         """Every stored signed checkpoint with size >= min_size, by size."""
+
+    @abstractmethod
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """(size, note) of the stored signed checkpoint of the largest size."""
 
     @abstractmethod
     def checkpoint(self, size: int) -> str | None:

@@ -3,7 +3,9 @@
 WAL mode; ``synchronous=FULL`` for ``sync`` durability, ``NORMAL`` plus an
 fsync of the WAL at most every N ms for ``interval``, ``OFF`` for ``off``.
 One transaction per batch writes the entries, the tiles that changed, the
-signed checkpoint and the head, under ``BEGIN IMMEDIATE`` so that several
+head and, in ``sync`` mode, the signed checkpoint (in the other modes the
+engine signs later, once an fsync made the tree durable: ``add_checkpoint``),
+under ``BEGIN IMMEDIATE`` so that several
 processes can append to one log: a batch re-reads the head and reloads its
 tile state when another process moved it.
 """
@@ -15,7 +17,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +120,20 @@ def _create_file(path: Path) -> None:
     os.close(fd)
 
 
-def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
-    con = sqlite3.connect(
+Connect = Callable[[Path], sqlite3.Connection]
+"""Opens a connection in autocommit mode, usable from any thread."""
+
+
+def _sqlite3_connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
+
+
+def _connect(
+    path: Path, synchronous: str = "FULL", connect: Connect = _sqlite3_connect
+) -> sqlite3.Connection:
+    con = connect(path)
     con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if mode != "wal":
@@ -133,9 +145,19 @@ def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
 
 
 class SqliteLogStore(LogStore):
-    def __init__(self, path: Path, info: LogInfo) -> None:
+    def __init__(
+        self,
+        path: Path,
+        info: LogInfo,
+        connect: Connect | None = None,
+        fsync: Callable[[Path], None] | None = None,
+    ) -> None:
+        """``connect``/``fsync`` replace sqlite3 and os.fsync of the WAL (tests
+        simulate power loss through them); production leaves them None."""
         self.info = info
         self.path = path
+        self._connect_fn = connect or _sqlite3_connect
+        self._fsync_fn = fsync
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -148,7 +170,7 @@ class SqliteLogStore(LogStore):
         if not path.exists():
             _create_file(path)
         with _translated(f"open {info.path}"):
-            con = _connect(path)
+            con = self._connect(path)
             try:
                 con.executescript(_LOG_SCHEMA)
                 for col in info.indexes:  # names come from INDEXABLE_FIELDS only
@@ -164,11 +186,14 @@ class SqliteLogStore(LogStore):
                 con.close()
 
     # -- connections ---------------------------------------------------------
+    def _connect(self, path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+        return _connect(path, synchronous, self._connect_fn)
+
     def _read(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
             with _translated(f"open {self.info.path}"):
-                con = _connect(self.path)
+                con = self._connect(self.path)
                 con.execute("PRAGMA query_only=1")
             self._local.con = con
             with self._lock:
@@ -179,7 +204,7 @@ class SqliteLogStore(LogStore):
         if self._writer is None:
             sync = {"sync": "FULL", "interval": "NORMAL", "off": "OFF"}[self.info.durability.mode]
             with _translated(f"open {self.info.path}"):
-                self._writer = _connect(self.path, sync)
+                self._writer = self._connect(self.path, sync)
                 self._writer.execute("PRAGMA cache_size=-16000")
         return self._writer
 
@@ -199,7 +224,7 @@ class SqliteLogStore(LogStore):
     def append(
         self,
         entries: Sequence[PreparedEntry],
-        sign: SignFn,
+        sign: SignFn | None,
         idempotency: Sequence[tuple[str, int, int]] = (),
     ) -> BatchResult:
         con = self._write()
@@ -232,8 +257,11 @@ class SqliteLogStore(LogStore):
                     [(t.level, t.index, d) for t, d in done + builder.partials()],
                 )
                 new_size, root = builder.size, builder.root()
-                note = sign(new_size, root)
-                con.execute("INSERT INTO checkpoints VALUES (?,?,?)", (new_size, note, now_us()))
+                note = sign(new_size, root) if sign is not None else ""
+                if note:
+                    con.execute(
+                        "INSERT INTO checkpoints VALUES (?,?,?)", (new_size, note, now_us())
+                    )
                 con.execute(
                     "UPDATE head SET size=?, root=?, checkpoint=? WHERE id=1",
                     (new_size, root, note),
@@ -252,6 +280,24 @@ class SqliteLogStore(LogStore):
         self._builder = builder
         self.batches += 1
         return BatchResult(size, len(entries), Head(new_size, root, note))
+
+    def add_checkpoint(self, size: int, root: bytes, note: str) -> None:
+        con = self._write()
+        with self._process_lock(), _translated(f"sign {self.info.path}"):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "INSERT OR IGNORE INTO checkpoints VALUES (?,?,?)", (size, note, now_us())
+                )
+                con.execute(
+                    "UPDATE head SET checkpoint=? WHERE id=1 AND size=? AND root=?",
+                    (note, size, root),
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
 
     @contextlib.contextmanager
     def _process_lock(self) -> Iterator[None]:
@@ -276,6 +322,18 @@ class SqliteLogStore(LogStore):
         return IdempotentResult(*row) if row else None
 
     def sync(self) -> None:
+        if self._fsync_fn is not None:
+            self._fsync_fn(Path(str(self.path) + "-wal"))
+            self.fsyncs += 1
+            return
+        if self.info.durability.mode == "off":
+            # synchronous=OFF: SQLite synced nothing, not even the database
+            # file after moving WAL frames into it.
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         if self._wal_fd is None:
             wal = Path(str(self.path) + "-wal")
             if not wal.exists():
@@ -308,7 +366,7 @@ class SqliteLogStore(LogStore):
     ) -> Iterator[list[tuple[int, bytes]]]:
         # A connection of its own: a long scan must not hold the shared reader.
         with _translated(f"read {self.info.path}"):
-            con = _connect(self.path)
+            con = self._connect(self.path)
         try:
             stop = end if end is not None else 1 << 62
             pos = start
@@ -364,7 +422,7 @@ class SqliteLogStore(LogStore):
 
     def iter_tiles(self) -> Iterator[tuple[int, int, bytes]]:
         with _translated(f"read {self.info.path}"):
-            con = _connect(self.path)
+            con = self._connect(self.path)
         try:
             with _translated(f"read {self.info.path}"):
                 cur = con.execute("SELECT level, idx, data FROM tiles ORDER BY level, idx")
@@ -376,7 +434,7 @@ class SqliteLogStore(LogStore):
 
     def checkpoints(self, min_size: int = 0) -> Iterator[tuple[int, str]]:
         with _translated(f"read {self.info.path}"):
-            con = _connect(self.path)
+            con = self._connect(self.path)
         try:
             with _translated(f"read {self.info.path}"):
                 cur = con.execute(
@@ -386,6 +444,15 @@ class SqliteLogStore(LogStore):
                     yield from rows
         finally:
             con.close()
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        with _translated(f"read {self.info.path}"):
+            row = (
+                self._read()
+                .execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                .fetchone()
+            )
+        return (int(row[0]), str(row[1])) if row else None
 
     def checkpoint(self, size: int) -> str | None:
         with _translated(f"read {self.info.path}"):
@@ -667,9 +734,17 @@ class SqliteControlStore(ControlStore):
 class SqliteDriver(Driver):
     """``<root>/control.db`` and ``<root>/logs/<tenant>/<log>.db``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        connect: Connect | None = None,
+        fsync: Callable[[Path], None] | None = None,
+    ) -> None:
+        """``connect``/``fsync``: see SqliteLogStore (log databases only)."""
         self.root = root
         self._control: SqliteControlStore | None = None
+        self._connect = connect
+        self._fsync = fsync
 
     def control(self) -> ControlStore:
         if self._control is None:
@@ -685,7 +760,7 @@ class SqliteDriver(Driver):
             if not d.is_dir():
                 d.mkdir(mode=0o700, exist_ok=True)
                 os.chmod(d, 0o700)
-        return SqliteLogStore(path, info)
+        return SqliteLogStore(path, info, self._connect, self._fsync)
 
     def close(self) -> None:
         if self._control is not None:
