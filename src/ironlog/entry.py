@@ -10,6 +10,7 @@ parsers do); the stored bytes show what was kept.
 
 from __future__ import annotations
 
+import calendar
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,38 @@ def prepare_object(
         data,
         leaf_hash(data),
         received_us,
+        _field(obj, "actor"),
+        _field(obj, "action"),
+        _field(obj, "resource"),
+        _field(obj, "outcome"),
+    )
+
+
+Columns = tuple[int, str | None, str | None, str | None, str | None]
+"""(received_us, actor, action, resource, outcome): what a store derives from an entry."""
+
+
+def parse_time(text: str) -> int:
+    """``format_time``'s output back to microseconds (InvalidEntryError otherwise)."""
+    try:
+        if len(text) != 27 or text[10] != "T" or text[19] != "." or text[26] != "Z":
+            raise ValueError(text)
+        t = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+        return calendar.timegm(t) * 1_000_000 + int(text[20:26])
+    except ValueError as e:
+        raise InvalidEntryError(f"received_at {text!r} is not a UTC time to the µs") from e
+
+
+def derive_columns(data: bytes) -> Columns:
+    """The query columns of stored entry bytes, exactly as ``prepare_object`` set them."""
+    try:
+        obj = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise InvalidEntryError(f"stored entry is not valid JSON: {_clean(e)}") from e
+    if not isinstance(obj, dict) or not isinstance(obj.get("received_at"), str):
+        raise InvalidEntryError("stored entry is not an object with received_at")
+    return (
+        parse_time(obj["received_at"]),
         _field(obj, "actor"),
         _field(obj, "action"),
         _field(obj, "resource"),

@@ -9,15 +9,25 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ironlog.atomic import make_dirs
 from ironlog.engine import Log
 from ironlog.entry import now_us
-from ironlog.errors import ConfigurationError, ConflictError, InvalidRequestError, NotFoundError
+from ironlog.errors import (
+    ConfigurationError,
+    ConflictError,
+    FormatError,
+    InvalidRequestError,
+    IronlogError,
+    LogQuarantinedError,
+    NotFoundError,
+)
 from ironlog.keys import MasterKey, create_master_key, load_master_key
-from ironlog.note import NoteSigner, Signer
+from ironlog.note import NoteSigner, Signer, check_key_name
 from ironlog.policy import WitnessPolicy, parse_policy
 from ironlog.signers import KeyRing, Pkcs11Ref, Pkcs11Signer, fingerprint, pkcs11_generate
 from ironlog.store.base import (
@@ -39,7 +49,7 @@ def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) ->
 
     Idempotent; returns True if a new master key was written."""
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_dirs(data_dir)
         os.chmod(data_dir, 0o700)
     except OSError as e:
         raise ConfigurationError(f"cannot create data directory {data_dir}: {e.strerror}") from e
@@ -55,13 +65,20 @@ def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) ->
 
 
 class Ironlog:
-    def __init__(self, data_dir: Path | str, driver: Driver | None = None) -> None:
+    """``read_only``: open the data directory without ever writing to it (an
+    auditor's read-only copy, a full disk): reads, queries and audits work,
+    appends and changes are refused."""
+
+    def __init__(
+        self, data_dir: Path | str, driver: Driver | None = None, *, read_only: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.read_only = read_only
         if not (self.data_dir / "control.db").exists():
             raise ConfigurationError(
                 f"{self.data_dir} is not an ironlog data directory: run 'ironlog init'"
             )
-        self.driver = driver or SqliteDriver(self.data_dir)
+        self.driver = driver or SqliteDriver(self.data_dir, read_only)
         self.control = self.driver.control()
         self._master: MasterKey | None = None
         self._logs: dict[tuple[str, str], Log] = {}
@@ -81,18 +98,20 @@ class Ironlog:
 
     # -- tenants ---------------------------------------------------------------
     def create_tenant(self, name: str) -> TenantRecord:
+        record = self._new_tenant(name)
+        self.control.create_tenant(record, self._local_key_record(record))
+        return record
+
+    def _new_tenant(self, name: str) -> TenantRecord:
         check_name("tenant", name)
         signer = Signer.generate(f"{self.origin_prefix}/{name}")
-        record = TenantRecord(
+        return TenantRecord(
             name=name,
             created_us=now_us(),
             disabled=False,
             key_encrypted=self.master.seal(signer.seed, b"tenant-key:" + name.encode()),
             public_key=signer.public,
         )
-        self.control.create_tenant(record)
-        self.control.add_signing_key(self._local_key_record(record))
-        return record
 
     @staticmethod
     def _local_key_record(rec: TenantRecord) -> SigningKeyRecord:
@@ -110,7 +129,7 @@ class Ironlog:
         """The tenant's signing keys, oldest first (data directories from before
         key rotation get their one key recorded here on first use)."""
         keys = self.control.signing_keys(tenant)
-        if not keys:
+        if not keys and not self.read_only:
             with contextlib.suppress(ConflictError):  # another process did it
                 self.control.add_signing_key(self._local_key_record(self.tenant(tenant)))
             keys = self.control.signing_keys(tenant)
@@ -177,10 +196,10 @@ class Ironlog:
         indexes: tuple[str, ...] = DEFAULT_INDEXES,
         public: bool = False,
     ) -> LogInfo:
+        """Create a log (and its tenant with ``create_tenant``), all or nothing:
+        everything is validated first, and a failure leaves no record and no file."""
         check_name("tenant", tenant)
         check_name("log", name)
-        if create_tenant and self.control.get_tenant(tenant) is None:
-            self.create_tenant(tenant)
         info = LogInfo(
             tenant=tenant,
             name=name,
@@ -190,8 +209,25 @@ class Ironlog:
             indexes=indexes,
             public=public,
         )
-        self.control.create_log(info)
-        self.driver.open_log(info).close()  # create its database now
+        try:
+            check_key_name(info.origin)
+        except FormatError as e:
+            raise InvalidRequestError(f"log {info.path}: invalid origin: {e}") from e
+        if self.control.get_log(tenant, name) is not None:
+            raise ConflictError(f"log {info.path!r} already exists")
+        new_tenant = None
+        if self.control.get_tenant(tenant) is None:
+            if not create_tenant:
+                raise NotFoundError(f"tenant {tenant!r} does not exist")
+            rec = self._new_tenant(tenant)
+            new_tenant = (rec, self._local_key_record(rec))
+        created = self.driver.create_log(info)  # the database first, durably...
+        try:
+            self.control.create_log(info, new_tenant)  # ...then its record
+        except BaseException:
+            if created:
+                self.driver.drop_log(info)
+            raise
         return info
 
     def log_info(self, tenant: str, name: str) -> LogInfo:
@@ -200,22 +236,97 @@ class Ironlog:
             raise NotFoundError(f"log {tenant}/{name} does not exist")
         return info
 
+    QUARANTINE_RECHECK_SECONDS = 1.0
+
     def log(self, tenant: str, name: str) -> Log:
+        """The log, opened once per process.  LogQuarantinedError if an
+        operator took it out of service (noticed within a second when another
+        process did it); IntegrityError if its database file is gone."""
         key = (tenant, name)
         with self._lock:
             lg = self._logs.get(key)
-            if lg is None:
-                info = self.log_info(tenant, name)
-                self.tenant(tenant)
-                ring = KeyRing(
-                    info.origin,
-                    lambda t=tenant: self.signing_keys(t),  # type: ignore[misc]
-                    self._open_signer,
+            if lg is not None and time.monotonic() - lg.opened_at < self.QUARANTINE_RECHECK_SECONDS:
+                return lg
+            info = self.log_info(tenant, name)
+            if info.quarantined is not None:
+                if lg is not None:
+                    del self._logs[key]
+                    lg.close()
+                raise LogQuarantinedError(
+                    f"log {info.path} is quarantined by the operator: {info.quarantined}"
                 )
-                lg = Log(info, self.driver.open_log(info), ring)
-                lg.commit_observers.extend(self.commit_observers)
-                self._logs[key] = lg
+            if lg is not None:
+                lg.opened_at = time.monotonic()
+                return lg
+            self.tenant(tenant)
+            ring = KeyRing(
+                info.origin,
+                lambda t=tenant: self.signing_keys(t),  # type: ignore[misc]
+                self._open_signer,
+            )
+            record = None
+            if not self.read_only:
+
+                def record(size: int, t: str = tenant, n: str = name) -> None:
+                    self.control.record_log_size(t, n, size)
+
+            lg = Log(
+                info,
+                self.driver.open_log(info),
+                ring,
+                known_size=self.control.log_size(tenant, name),
+                record_size=record,
+            )
+            lg.commit_observers.extend(self.commit_observers)
+            self._logs[key] = lg
             return lg
+
+    def each_log(
+        self, tenant: str | None = None, *, quarantined: bool = False
+    ) -> Iterator[tuple[LogInfo, Log | IronlogError]]:
+        """Every log (of ``tenant``), opened; one that cannot be opened comes
+        with its error instead, so that one broken log never stops a loop over
+        the others.  Quarantined logs are skipped unless ``quarantined``."""
+        for info in self.list_logs(tenant):
+            if info.quarantined is not None and not quarantined:
+                continue
+            try:
+                yield info, self.log(info.tenant, info.name)
+            except IronlogError as e:
+                yield info, e
+
+    # -- operator actions on broken logs -----------------------------------------------
+    def quarantine_log(self, tenant: str, name: str, reason: str) -> LogInfo:
+        """Take a log out of service: it refuses reads and writes with ``reason``
+        and every loop over logs (integrity, verify --all, witnessing) skips it."""
+        reason = " ".join(reason.split())[:500] or "no reason given"
+        self.log_info(tenant, name)
+        self.control.set_log_quarantined(tenant, name, reason)
+        with self._lock:
+            lg = self._logs.pop((tenant, name), None)
+        if lg is not None:
+            lg.close()
+        return self.log_info(tenant, name)
+
+    def release_log(self, tenant: str, name: str) -> LogInfo:
+        """Put a quarantined log back in service (it is checked again on open)."""
+        self.log_info(tenant, name)
+        self.control.set_log_quarantined(tenant, name, None)
+        return self.log_info(tenant, name)
+
+    def delete_log(self, tenant: str, name: str) -> str:
+        """Forget a quarantined log; its files are moved under ``deleted/``
+        (kept as evidence), whose path is returned."""
+        info = self.log_info(tenant, name)
+        if info.quarantined is None:
+            raise InvalidRequestError(f"log {info.path} must be quarantined before it is deleted")
+        with self._lock:
+            lg = self._logs.pop((tenant, name), None)
+        if lg is not None:
+            lg.close()
+        where = self.driver.retire_log(info)
+        self.control.delete_log(tenant, name)
+        return where
 
     def log_by_path(self, path: str) -> Log:
         tenant, sep, name = path.partition("/")

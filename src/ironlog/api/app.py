@@ -41,7 +41,7 @@ from ironlog.api.otlp import otlp_logs
 from ironlog.api.ratelimit import RateLimiter
 from ironlog.api.reads import READ_HANDLERS
 from ironlog.auth import parse_scopes
-from ironlog.engine import Receipt
+from ironlog.engine import Log, Receipt
 from ironlog.entry import now_us, prepare_json, prepare_ndjson
 from ironlog.errors import (
     InvalidEntryError,
@@ -56,7 +56,7 @@ from ironlog.listeners import Listeners, ListenSpec
 from ironlog.merkle import leaf_hash
 from ironlog.note import b64encode
 from ironlog.policy import parse_policy
-from ironlog.store.base import Durability, Query, parse_indexes
+from ironlog.store.base import Durability, LogInfo, Query, parse_indexes
 from ironlog.timeparse import parse_time
 from ironlog.witnessing import Witnessing
 
@@ -246,8 +246,27 @@ def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     il = state(request).il
     il.tenant(tenant)
     return json_response(
-        {"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in il.list_logs(tenant)]}
+        {"logs": [_listed(il, info, lg) for info, lg in il.each_log(tenant, quarantined=True)]}
     )
+
+
+def _listed(il: Ironlog, info: LogInfo, lg: Log | IronlogError) -> dict[str, Any]:
+    """A listing row; a log that cannot be opened is listed with the reason."""
+    if isinstance(lg, IronlogError):
+        return {
+            "tenant": info.tenant,
+            "name": info.name,
+            "origin": info.origin,
+            "durability": str(info.durability),
+            "indexes": list(info.indexes),
+            "public": info.public,
+            "healthy": False,
+            "unhealthy_reason": str(lg),
+            "quarantined": info.quarantined,
+        }
+    out = _log_info_json(il, lg)
+    out["quarantined"] = None
+    return out
 
 
 @post("/v1/tenants/{tenant:str}/keys")
@@ -514,6 +533,42 @@ def integrity_clear(
     return json_response(st.integrity.clear(f"{tenant}/{name}", force).to_json())
 
 
+class QuarantineIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/quarantine")
+async def quarantine(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    """Operator: take a (broken) log out of service; it refuses reads and
+    writes with the reason, and the background checks skip it."""
+    body = await request.body()
+    principal(request).require("operator")
+    data = parse_body(body, QuarantineIn)
+    info = await anyio.to_thread.run_sync(
+        state(request).il.quarantine_log, tenant, name, data.reason
+    )
+    return json_response({"log": info.path, "quarantined": info.quarantined})
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/release", sync_to_thread=True)
+def release_log(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    principal(request).require("operator")
+    st = state(request)
+    info = st.il.release_log(tenant, name)
+    st.integrity.forget(info.path)
+    return json_response({"log": info.path, "quarantined": None})
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/delete", sync_to_thread=True, status_code=200)
+def delete_log(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    """Operator: forget a quarantined log (its files are kept under deleted/)."""
+    principal(request).require("operator")
+    st = state(request)
+    where = st.il.delete_log(tenant, name)
+    st.integrity.forget(f"{tenant}/{name}")
+    return json_response({"log": f"{tenant}/{name}", "deleted": True, "files": where})
+
+
 def create_app(
     il: Ironlog,
     verify_interval: float = 10.0,
@@ -568,6 +623,9 @@ def create_app(
             inclusion,
             integrity_report,
             integrity_clear,
+            quarantine,
+            release_log,
+            delete_log,
             metrics,
             otlp_logs,
             *READ_HANDLERS,
