@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ironlog.engine import Log, beyond_head
-from ironlog.entry import QUERY_FIELDS, derive_columns
+from ironlog.entry import column_mismatch
 from ironlog.errors import IronlogError
 from ironlog.merkle import HASH_SIZE
 from ironlog.note import open_checkpoint
@@ -262,18 +262,16 @@ def _columns_problem(rows: list[StoredRow]) -> Problem | None:
     """The first stored row whose query columns (received time, actor, action,
     resource, outcome) differ from what its entry's bytes give: such a row
     would hide the entry from queries, time ranges and evidence exports."""
-    names = ("received_us", *QUERY_FIELDS)
     for row in rows:
         try:
-            want = derive_columns(row[1])
+            bad = column_mismatch(row[1], row[2:])
         except IronlogError as e:
             return Problem("entry", str(row[0]), f"cannot be read for its query columns: {e}")
-        stored = row[2:]
-        if want != stored:
-            col = next(i for i in range(len(names)) if want[i] != stored[i])
+        if bad is not None:
+            name, stored, want = bad
             return Problem(
                 "entry",
                 str(row[0]),
-                f"query column {names[col]} is {stored[col]!r} but the entry says {want[col]!r}",
+                f"query column {name} is {stored!r} but the entry says {want!r}",
             )
     return None

@@ -230,6 +230,8 @@ class LogWriter:
         except DuplicateRequestError:
             raise
         except IronlogError as e:
+            if isinstance(e, IntegrityError):  # stored data contradicts the head
+                self._log.mark_unhealthy(str(e))
             return [e] * len(batch)
         except Exception:  # never let the writer die; never leak internals
             log.exception("append to %s failed", self._log.info.path)

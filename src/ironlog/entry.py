@@ -10,7 +10,7 @@ parsers do); the stored bytes show what was kept.
 
 from __future__ import annotations
 
-import calendar
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +57,11 @@ def now_us() -> int:
 
 
 def _field(obj: dict[str, Any], name: str) -> str | None:
-    v = obj.get(name)
+    return _value(obj.get(name))
+
+
+def _value(v: Any) -> str | None:
+    """A field's value as its query column holds it."""
     if isinstance(v, str):
         return v[:MAX_FIELD_CHARS]
     if isinstance(v, bool) or v is None:
@@ -99,35 +103,52 @@ def prepare_object(
 
 
 Columns = tuple[int, str | None, str | None, str | None, str | None]
-"""(received_us, actor, action, resource, outcome): what a store derives from an entry."""
+"""(received_us, actor, action, resource, outcome) as a store holds them for an entry."""
 
 
-def parse_time(text: str) -> int:
-    """``format_time``'s output back to microseconds (InvalidEntryError otherwise)."""
+@functools.lru_cache(maxsize=4096)  # entries received in one second share it
+def _second_text(secs: int) -> str:
+    return format_time(secs * 1_000_000)[:19]
+
+
+def _time_text(micros: int) -> str:
+    """``format_time``, memoised per second (the audit calls it per entry)."""
+    secs, frac = divmod(micros, 1_000_000)
+    return f"{_second_text(secs)}.{frac:06d}Z"
+
+
+class _Derived(msgspec.Struct):
+    """Only what the query columns come from (the rest is skipped unread)."""
+
+    received_at: Any = None
+    actor: Any = None
+    action: Any = None
+    resource: Any = None
+    outcome: Any = None
+
+
+_derived_decoder = msgspec.json.Decoder(_Derived)
+
+
+def column_mismatch(data: bytes, stored: Columns) -> tuple[str, object, object] | None:
+    """The first query column (name, stored value, value the entry's bytes
+    give) where ``stored`` differs from what ``prepare_object`` derived from
+    ``data``; None if they all agree.  InvalidEntryError if ``data`` is not an
+    entry at all."""
     try:
-        if len(text) != 27 or text[10] != "T" or text[19] != "." or text[26] != "Z":
-            raise ValueError(text)
-        t = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
-        return calendar.timegm(t) * 1_000_000 + int(text[20:26])
-    except ValueError as e:
-        raise InvalidEntryError(f"received_at {text!r} is not a UTC time to the µs") from e
-
-
-def derive_columns(data: bytes) -> Columns:
-    """The query columns of stored entry bytes, exactly as ``prepare_object`` set them."""
-    try:
-        obj = _decoder.decode(data)
+        obj = _derived_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise InvalidEntryError(f"stored entry is not valid JSON: {_clean(e)}") from e
-    if not isinstance(obj, dict) or not isinstance(obj.get("received_at"), str):
-        raise InvalidEntryError("stored entry is not an object with received_at")
-    return (
-        parse_time(obj["received_at"]),
-        _field(obj, "actor"),
-        _field(obj, "action"),
-        _field(obj, "resource"),
-        _field(obj, "outcome"),
-    )
+        raise InvalidEntryError(f"stored entry is not a JSON object: {_clean(e)}") from e
+    if not isinstance(obj.received_at, str):
+        raise InvalidEntryError("stored entry has no received_at")
+    received_us = stored[0]
+    if not isinstance(received_us, int) or _time_text(received_us) != obj.received_at:
+        return "received_us", received_us, obj.received_at
+    for name, value in zip(QUERY_FIELDS, stored[1:], strict=True):
+        want = _value(getattr(obj, name))
+        if value != want:
+            return name, value, want
+    return None
 
 
 def prepare_json(raw: bytes | str, received_us: int, source: str) -> PreparedEntry:

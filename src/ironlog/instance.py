@@ -247,7 +247,13 @@ class Ironlog:
             lg = self._logs.get(key)
             if lg is not None and time.monotonic() - lg.opened_at < self.QUARANTINE_RECHECK_SECONDS:
                 return lg
-            info = self.log_info(tenant, name)
+            try:
+                info = self.log_info(tenant, name)
+            except NotFoundError:
+                if lg is not None:  # deleted meanwhile (by another process)
+                    del self._logs[key]
+                    lg.close()
+                raise
             if info.quarantined is not None:
                 if lg is not None:
                     del self._logs[key]

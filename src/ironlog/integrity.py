@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from ironlog.audit import audit_log
+from ironlog.engine import Log, beyond_head
 from ironlog.entry import now_us
 from ironlog.errors import IronlogError, VerificationError
 from ironlog.instance import Ironlog
@@ -107,20 +108,27 @@ class IntegrityChecker:
             return st  # stays failed until cleared
         full = full or st.builder is None or time.monotonic() >= st.next_full
         if not full and st.builder is not None and lg.head().size == st.builder.size:
+            beyond = beyond_head(lg.store)  # rows slipped in past the head
+            if beyond is not None:
+                return self._fail(st, lg, f"head {path}: {beyond}")
             st.verified_us = now_us()
             return st
         report = audit_log(lg, resume=None if full else st.builder)
         if report.problem is not None:
-            st.failure = str(report.problem)
-            st.builder = None
-            lg.mark_unhealthy(f"integrity check failed: {report.problem}")
-            return st
+            return self._fail(st, lg, str(report.problem))
         st.builder = report.builder
         st.verified_size = report.size
         st.verified_us = now_us()
         if full:
             st.full_pass_us = st.verified_us
             st.next_full = time.monotonic() + self.full_interval
+        return st
+
+    @staticmethod
+    def _fail(st: LogIntegrity, lg: Log, problem: str) -> LogIntegrity:
+        st.failure = problem
+        st.builder = None
+        lg.mark_unhealthy(f"integrity check failed: {problem}")
         return st
 
     def clear(self, path: str, force: bool = False) -> LogIntegrity:

@@ -17,7 +17,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def parse_time(text: str, now_us: int) -> int:
     """Microseconds since the epoch."""
     t = text.strip()
-    m = _REL.match(t)
+    m = _REL.fullmatch(t)
     if m:
         return now_us - int(m.group(1)) * _UNITS[m.group(2)] * 1_000_000
     try:

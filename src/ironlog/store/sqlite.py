@@ -267,13 +267,16 @@ class SqliteLogStore(LogStore):
                 if builder is None or builder.size != size:
                     builder = self._load_builder(con, size)
                 self._builder = None  # until this batch commits
-                con.executemany(
-                    "INSERT INTO entries VALUES (?,?,?,?,?,?,?)",
-                    [
-                        (size + i, e.data, e.received_us, e.actor, e.action, e.resource, e.outcome)
-                        for i, e in enumerate(entries)
-                    ],
-                )
+                rows = [
+                    (size + i, e.data, e.received_us, e.actor, e.action, e.resource, e.outcome)
+                    for i, e in enumerate(entries)
+                ]
+                try:
+                    con.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?)", rows)
+                except sqlite3.IntegrityError as e:  # not the caller's conflict: tampering
+                    raise IntegrityError(
+                        f"log {self.info.path}: entries exist beyond the head's size {size}"
+                    ) from e
                 done = builder.add([e.leaf for e in entries])
                 con.executemany(
                     "INSERT OR REPLACE INTO tiles VALUES (?,?,?)",
@@ -403,13 +406,16 @@ class SqliteLogStore(LogStore):
                 (size,) = con.execute("SELECT size FROM head").fetchone()
                 (last_entry,) = con.execute("SELECT max(idx) FROM entries").fetchone()
                 (last_cp,) = con.execute("SELECT max(size) FROM checkpoints").fetchone()
-                tiles = {
-                    level: (idx, width)
-                    for level, idx, width in con.execute(
-                        "SELECT level, idx, length(CAST(data AS BLOB)) / 32 FROM tiles t"
-                        " WHERE idx = (SELECT max(idx) FROM tiles WHERE level = t.level)"
-                    )
-                }
+                (top,) = con.execute("SELECT max(level) FROM tiles").fetchone()
+                tiles: dict[int, tuple[int, int]] = {}
+                for level in range(top + 1 if top is not None else 0):
+                    row = con.execute(
+                        "SELECT idx, length(CAST(data AS BLOB)) / 32 FROM tiles"
+                        " WHERE level = ? ORDER BY idx DESC LIMIT 1",
+                        (level,),
+                    ).fetchone()
+                    if row is not None:
+                        tiles[level] = (row[0], row[1])
             finally:
                 con.execute("COMMIT")
         return Extents(size, last_entry, last_cp, tiles)
