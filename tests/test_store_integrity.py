@@ -446,8 +446,7 @@ def test_new_directories_and_files_are_made_durable(tmp_path: Path, fsynced: lis
 # --- item 13: read-only copies ------------------------------------------------------------
 
 
-def _read_commands(data: Path) -> list[list[str]]:
-    out = data.parent / "out"
+def _read_commands(out: Path) -> list[list[str]]:
     return [
         ["verify", "--all"],
         ["query", "acme/pay", "--actor", "alice"],
@@ -456,10 +455,11 @@ def _read_commands(data: Path) -> list[list[str]]:
     ]
 
 
-def _check_read_only_run(data: Path, argv_prefix: list[str]) -> None:
-    (data.parent / "out").mkdir(mode=0o777, exist_ok=True)
-    os.chmod(data.parent / "out", 0o777)
-    for cmd in _read_commands(data):
+def _check_read_only_run(data: Path, argv_prefix: list[str], out: Path | None = None) -> None:
+    out = out or data.parent / "out"
+    out.mkdir(mode=0o777, exist_ok=True)
+    os.chmod(out, 0o777)
+    for cmd in _read_commands(out):
         p = subprocess.run(
             [*argv_prefix, str(BIN / "ironlog"), "--data", str(data), *cmd],
             capture_output=True,
@@ -481,6 +481,18 @@ def test_verify_and_query_a_read_only_mount(data: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (copy / "logs" / "acme").iterdir()) == sorted(
         p.name for p in (data / "logs" / "acme").iterdir()
     )
+
+
+def test_verify_and_query_on_a_full_disk(data: Path, tmp_path: Path) -> None:
+    """A copy on a file system with no space left: reading must not need any."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = (
+        f'mount -t tmpfs -o size=1m tmpfs "{mnt}" && cp -a "{data}" "{mnt}/data"'
+        f' && (dd if=/dev/zero of="{mnt}/fill" bs=4k 2>/dev/null; true)'
+        f' && df "{mnt}" | tail -1 | grep -q " 100%" && exec "$@"'
+    )
+    _check_read_only_run(mnt / "data", ["unshare", "-m", "sh", "-c", script, "sh"], tmp_path / "o")
 
 
 def test_verify_and_query_a_read_only_copy_as_another_user(data: Path) -> None:
