@@ -225,7 +225,9 @@ class Ironlog:
         try:
             self.control.create_log(info, new_tenant)  # ...then its record
         except BaseException:
-            if created:
+            # Unless a concurrent creation of the same log won the race (its
+            # record now owns the file), the file goes again.
+            if created and self.control.get_log(tenant, name) is None:
                 self.driver.drop_log(info)
             raise
         return info
