@@ -506,10 +506,14 @@ def proof(
 @click.pass_context
 @_errors
 def verify(ctx: click.Context, path: str | None, all_: bool, quiet: bool) -> None:
-    """Full audit: re-hash every entry, rebuild every tile, check every checkpoint.
+    """Full audit: re-hash every entry, rebuild every tile, check every checkpoint,
+    every query column, that nothing lies beyond the head and that the log was
+    not rolled back below the size it had signed.
 
     Exits 0 only if everything holds; otherwise names the first bad entry,
-    tile or checkpoint."""
+    tile or checkpoint.  --all skips quarantined logs (and says so); a log
+    that cannot be opened fails without stopping the others.  Never writes to
+    the data directory: works on a read-only copy and on a full disk."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
     il = _open(ctx, read_only=True)
