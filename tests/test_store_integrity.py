@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ironlog.atomic import replace_atomically
+from ironlog.entry import column_mismatch, prepare_object
 from ironlog.errors import InvalidRequestError, LogUnavailableError
 from ironlog.instance import Ironlog, init_data_dir
 from ironlog.store.base import check_name
@@ -511,3 +512,32 @@ def test_verify_and_query_a_read_only_copy_as_another_user(data: Path) -> None:
         for p in [base, *base.rglob("*")]:
             os.chmod(p, 0o700)
         shutil.rmtree(base)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=1100),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["actor", "action", "resource", "outcome", "other"]), _JSON_VALUES
+    ),
+    received_us=st.integers(min_value=0, max_value=253402300799_999999),
+)
+def test_the_audit_derives_exactly_the_columns_appends_store(
+    fields: dict[str, object], received_us: int
+) -> None:
+    """Property: the columns an append stores are what the audit derives from
+    the entry's bytes, and a change to any one of them is named."""
+    e = prepare_object(fields, received_us, "prop")
+    stored = (e.received_us, e.actor, e.action, e.resource, e.outcome)
+    assert column_mismatch(e.data, stored) is None
+    names = ("received_us", "actor", "action", "resource", "outcome")
+    for i, name in enumerate(names):
+        changed = e.received_us + 1 if i == 0 else (None if stored[i] else "x")
+        bad = column_mismatch(e.data, (*stored[:i], changed, *stored[i + 1 :]))
+        assert bad is not None and bad[0] == name
