@@ -146,7 +146,11 @@ class PowerLossVFS(apsw.VFS):  # type: ignore[misc]
             self.dead = False
 
     def fsync(self, path: Path) -> None:
-        """The store's fsync hook."""
+        """The store's fsync hook.  After the cut it fails: the machine is off,
+        so nothing the process does afterwards (recording the size it thinks
+        durable in the control database, say) may happen as if it had worked."""
+        if self.dead:
+            raise OSError(5, "power is off")
         self.sync(str(path))
 
     def connect(self, path: Path) -> _Connection:

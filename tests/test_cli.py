@@ -471,6 +471,9 @@ PARITY: dict[str, list[str] | None] = {
     "GET /logs/{t}/{l}/checkpoint": None,  # tlog-tiles for monitors: `ironlog monitor` reads them
     "GET /v1/integrity": ["integrity report"],
     "POST /v1/integrity/{t}/{l}/clear?force=": ["integrity clear"],
+    "POST /v1/integrity/{t}/{l}/quarantine": ["log quarantine"],
+    "POST /v1/integrity/{t}/{l}/release": ["log release"],
+    "POST /v1/integrity/{t}/{l}/delete": ["log delete"],
     "GET /metrics": None,  # for Prometheus
     "POST /v1/logs": None,  # OTLP, for OpenTelemetry exporters
 }

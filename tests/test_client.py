@@ -148,9 +148,20 @@ def _snapshot(db: Path, to: Path) -> None:
 
 
 def _restore(snapshot: Path, db: Path) -> None:
+    """An operator puts back an older copy of a log (``<data>/logs/<t>/<l>.db``)
+    and, holding the host, also rewinds the size the control store recorded
+    for it (which alone would refuse the log: tests/test_store_integrity.py);
+    only clients and witnesses can catch this."""
     for suffix in ("-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     shutil.copy(snapshot, db)
+    control = sqlite3.connect(db.parent.parent.parent / "control.db")
+    with control:
+        control.execute(
+            "UPDATE logs SET signed_size = 0 WHERE tenant = ? AND name = ?",
+            (db.parent.name, db.stem),
+        )
+    control.close()
 
 
 def test_rollback_and_fork_are_detected(tmp_path: Path) -> None:

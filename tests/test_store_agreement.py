@@ -99,6 +99,7 @@ def test_driver_agrees_with_model(
 ) -> None:
     with tempfile.TemporaryDirectory() as d:
         driver = make_driver(Path(d))
+        driver.create_log(_info())
         store = driver.open_log(_info())
         signer = Signer(_info().origin, b"\x01" * 32)
         model = Model()
@@ -151,6 +152,7 @@ def test_driver_agrees_with_model(
 
 def test_failed_batch_writes_nothing(make_driver: DriverFactory, tmp: Path) -> None:
     driver = make_driver(tmp)
+    driver.create_log(_info())
     store = driver.open_log(_info())
     signer = Signer(_info().origin, b"\x01" * 32)
 
@@ -176,6 +178,7 @@ def test_failed_batch_writes_nothing(make_driver: DriverFactory, tmp: Path) -> N
 def test_two_store_objects_share_one_log(make_driver: DriverFactory, tmp: Path) -> None:
     """A second writer (as another process would be) moves the head; the first reloads."""
     d1, d2 = make_driver(tmp), make_driver(tmp)
+    d1.create_log(_info())
     s1, s2 = d1.open_log(_info()), d2.open_log(_info())
     signer = Signer(_info().origin, b"\x01" * 32)
 
@@ -250,6 +253,7 @@ def test_control_store_api_keys(make_driver: DriverFactory, tmp: Path) -> None:
 
 def test_idempotency_records(make_driver: DriverFactory, tmp: Path) -> None:
     driver = make_driver(tmp)
+    driver.create_log(_info())
     store = driver.open_log(_info())
     signer = Signer(_info().origin, b"\x01" * 32)
 

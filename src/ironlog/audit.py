@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ironlog.engine import Log
+from ironlog.engine import Log, beyond_head
+from ironlog.entry import column_mismatch
 from ironlog.errors import IronlogError
 from ironlog.merkle import HASH_SIZE
 from ironlog.note import open_checkpoint
+from ironlog.store.base import StoredRow
 from ironlog.tiles import TILE_WIDTH, TileBuilder, TileRef
 
 
@@ -175,12 +177,15 @@ def _audit(
         last_cp_size = cp_size
 
     expected = start
-    for rows in store.scan_entries(start, size):
+    column_problem: Problem | None = None  # named once the bytes themselves check out
+    for rows in store.scan_rows(start, size):
         first, last = rows[0][0], rows[-1][0]
         if first != expected or last - first + 1 != len(rows):
             gap = next((expected + i for i, r in enumerate(rows) if r[0] != expected + i), last)
             raise _Stop(Problem("entry", str(gap), "is missing"))
-        leaves = [sha(b"\x00" + d).digest() for _, d in rows]
+        leaves = [sha(b"\x00" + r[1]).digest() for r in rows]
+        if column_problem is None:
+            column_problem = _columns_problem(rows)
         i = 0
         while i < len(leaves):
             stop = len(leaves)
@@ -236,4 +241,37 @@ def _audit(
             raise _Stop(Problem("head", lg.info.path, f"checkpoint does not verify: {e}")) from e
         if (cp.size, cp.root) != (size, head.root):
             raise _Stop(Problem("head", lg.info.path, "differs from its signed checkpoint"))
+    if column_problem is not None:
+        raise _Stop(column_problem)
+    if size < lg.known_size:
+        raise _Stop(
+            Problem(
+                "head",
+                lg.info.path,
+                f"rolled back: it had signed a checkpoint of size {lg.known_size} "
+                f"but holds {size} entries",
+            )
+        )
+    beyond = beyond_head(store)
+    if beyond is not None:
+        raise _Stop(Problem("head", lg.info.path, beyond))
     report.builder = builder
+
+
+def _columns_problem(rows: list[StoredRow]) -> Problem | None:
+    """The first stored row whose query columns (received time, actor, action,
+    resource, outcome) differ from what its entry's bytes give: such a row
+    would hide the entry from queries, time ranges and evidence exports."""
+    for row in rows:
+        try:
+            bad = column_mismatch(row[1], row[2:])
+        except IronlogError as e:
+            return Problem("entry", str(row[0]), f"cannot be read for its query columns: {e}")
+        if bad is not None:
+            name, stored, want = bad
+            return Problem(
+                "entry",
+                str(row[0]),
+                f"query column {name} is {stored!r} but the entry says {want!r}",
+            )
+    return None

@@ -49,9 +49,12 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _open(ctx: click.Context) -> Ironlog:
+def _open(ctx: click.Context, read_only: bool = False) -> Ironlog:
+    """The data directory; ``read_only`` for commands that only read: they
+    never write to it (not even a WAL checkpoint), so they work on a
+    read-only copy, a read-only mount and a full disk."""
     data: Path = ctx.obj["data"]
-    il = Ironlog(data)
+    il = Ironlog(data, read_only=read_only)
     ctx.call_on_close(il.close)
     return il
 
@@ -144,13 +147,56 @@ def log_create(ctx: click.Context, path: str, durability: str, index: str, publi
 @click.pass_context
 @_errors
 def log_list(ctx: click.Context, tenant: str | None) -> None:
-    """List logs with their size and durability."""
-    il = _open(ctx)
+    """List logs with their size and durability; a log out of service is
+    listed with the reason (QUARANTINED or UNHEALTHY)."""
+    il = _open(ctx, read_only=True)
     if tenant is not None:
         il.tenant(tenant)
-    for info in il.list_logs(tenant):
-        size = il.log(info.tenant, info.name).head().size
-        click.echo(f"{info.path}\t{size}\t{info.durability}\t{info.origin}")
+    for info, lg in il.each_log(tenant, quarantined=True):
+        if info.quarantined is not None:
+            state, size = f"QUARANTINED: {info.quarantined}", "-"
+        elif isinstance(lg, IronlogError):
+            state, size = f"UNHEALTHY: {lg}", "-"
+        else:
+            size = str(lg.head().size)
+            state = "ok" if lg.unhealthy is None else f"UNHEALTHY: {lg.unhealthy}"
+        click.echo(f"{info.path}\t{size}\t{info.durability}\t{info.origin}\t{state}")
+
+
+@log_group.command("quarantine")
+@click.argument("path", metavar="TENANT/LOG")
+@click.option("--reason", required=True, help="Why; shown to anyone who tries to use the log.")
+@click.pass_context
+@_errors
+def log_quarantine(ctx: click.Context, path: str, reason: str) -> None:
+    """Take a (broken) log out of service: it refuses reads and writes with
+    the reason, and integrity checks, verify --all and witnessing skip it.
+    A running server notices within a second."""
+    tenant, _, name = _split(path)
+    info = _open(ctx).quarantine_log(tenant, name, reason)
+    click.echo(f"quarantined {info.path}: {info.quarantined}")
+
+
+@log_group.command("release")
+@click.argument("path", metavar="TENANT/LOG")
+@click.pass_context
+@_errors
+def log_release(ctx: click.Context, path: str) -> None:
+    """Put a quarantined log back in service (it is checked again when opened)."""
+    tenant, _, name = _split(path)
+    info = _open(ctx).release_log(tenant, name)
+    click.echo(f"released {info.path}")
+
+
+@log_group.command("delete")
+@click.argument("path", metavar="TENANT/LOG")
+@click.pass_context
+@_errors
+def log_delete(ctx: click.Context, path: str) -> None:
+    """Forget a quarantined log; its files are moved under DATA/deleted/."""
+    tenant, _, name = _split(path)
+    where = _open(ctx).delete_log(tenant, name)
+    click.echo(f"deleted {tenant}/{name}: its files are in {where}")
 
 
 @log_group.command("info")
@@ -397,7 +443,7 @@ def _write(rows: Iterator[tuple[int, bytes]], fmt: str, out: IO[str]) -> int:
 def query(ctx: click.Context, /, path: str, fmt: str | None, **kw: Any) -> None:
     """Show entries by received time and actor, action, resource, outcome."""
     tenant, _, name = _split(path)
-    lg = _open(ctx).log(tenant, name)
+    lg = _open(ctx, read_only=True).log(tenant, name)
     _write(lg.query(_query(kw)), fmt or "text", sys.stdout)
 
 
@@ -410,7 +456,7 @@ def query(ctx: click.Context, /, path: str, fmt: str | None, **kw: Any) -> None:
 def export(ctx: click.Context, /, path: str, output: Path, fmt: str | None, **kw: Any) -> None:
     """Write matching entries to a file, atomically (ndjson by default)."""
     tenant, _, name = _split(path)
-    lg = _open(ctx).log(tenant, name)
+    lg = _open(ctx, read_only=True).log(tenant, name)
     q = _query(kw)
     directory = output.resolve().parent
     if not directory.is_dir():
@@ -428,7 +474,7 @@ def export(ctx: click.Context, /, path: str, output: Path, fmt: str | None, **kw
 def checkpoint(ctx: click.Context, path: str, size: int | None) -> None:
     """Print the latest signed checkpoint."""
     tenant, _, name = _split(path)
-    click.echo(_open(ctx).log(tenant, name).checkpoint(size), nl=False)
+    click.echo(_open(ctx, read_only=True).log(tenant, name).checkpoint(size), nl=False)
 
 
 @main.command()
@@ -438,7 +484,7 @@ def checkpoint(ctx: click.Context, path: str, size: int | None) -> None:
 def vkey(ctx: click.Context, path: str) -> None:
     """Print the log's verifier key."""
     tenant, _, name = _split(path)
-    click.echo(_open(ctx).log(tenant, name).verifier.vkey())
+    click.echo(_open(ctx, read_only=True).log(tenant, name).verifier.vkey())
 
 
 def _write_bytes(data: bytes, output: Path | None) -> None:
@@ -529,7 +575,7 @@ def proof(
         click.echo(report.render(), nl=False)
         raise SystemExit(0 if report.passed else 1)
     tenant, _, name = _split(path)
-    lg = _open(ctx).log(tenant, name)
+    lg = _open(ctx, read_only=True).log(tenant, name)
     if entry_output is not None and (index is None or from_ is not None):
         raise click.UsageError("--entry-output goes with --index")
     if index is not None and from_ is None:
@@ -551,23 +597,38 @@ def proof(
 @click.pass_context
 @_errors
 def verify(ctx: click.Context, path: str | None, all_: bool, quiet: bool) -> None:
-    """Full audit: re-hash every entry, rebuild every tile, check every checkpoint.
+    """Full audit: re-hash every entry, rebuild every tile, check every checkpoint,
+    every query column, that nothing lies beyond the head and that the log was
+    not rolled back below the size it had signed.
 
     Exits 0 only if everything holds; otherwise names the first bad entry,
-    tile or checkpoint."""
+    tile or checkpoint.  --all skips quarantined logs (and says so); a log
+    that cannot be opened fails without stopping the others.  Never writes to
+    the data directory: works on a read-only copy and on a full disk."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-    il = _open(ctx)
+    il = _open(ctx, read_only=True)
     if all_ == bool(path):
         raise click.UsageError("give TENANT/LOG or --all")
-    targets = [i.path for i in il.list_logs()] if all_ else [path or ""]
+    if all_:  # quarantined logs are skipped, and said to be
+        targets = [i.path for i in il.list_logs() if i.quarantined is None]
+        for info in il.list_logs():
+            if info.quarantined is not None:
+                click.echo(f"skipped {info.path}: quarantined: {info.quarantined}")
+    else:
+        targets = [path or ""]
     for p in targets:
         _split(p)
     failed = 0
     console_err = not quiet and sys.stderr.isatty()
     for p in targets:
-        lg = il.log_by_path(p)
-        total = lg.head().size
+        try:  # one log that cannot be opened does not stop the others
+            lg = il.log_by_path(p)
+            total = lg.head().size
+        except IronlogError as e:
+            failed += 1
+            click.echo(f"FAILED {p}: {e}", err=True)
+            continue
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -615,7 +676,7 @@ def tenant_create(ctx: click.Context, name: str) -> None:
 @_errors
 def tenant_list(ctx: click.Context) -> None:
     """List tenants."""
-    for t in _open(ctx).control.list_tenants():
+    for t in _open(ctx, read_only=True).control.list_tenants():
         click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
 
 
@@ -686,8 +747,11 @@ def tenant_rotate_key(
     il = _open(ctx)
     rec = il.rotate_signing_key(tenant, ref)
     click.echo(f"new signing key {rec.fingerprint} ({rec.kind}); now signing with:", err=True)
-    for info in il.list_logs(tenant):
-        for v in il.log(info.tenant, info.name).keys.published():
+    for info, lg in il.each_log(tenant):
+        if isinstance(lg, IronlogError):
+            click.echo(f"{info.path}\tcannot be opened: {lg}", err=True)
+            continue
+        for v in lg.keys.published():
             if v["retired_us"] is None:
                 click.echo(f"{info.path}\t{v['fingerprint']}\t{v['vkey']}")
 
@@ -999,7 +1063,11 @@ def integrity_report(
     il = _open(ctx)
     if tenant is not None:
         il.tenant(tenant)
-    targets = [i.path for i in il.list_logs(tenant)]
+    infos = il.list_logs(tenant)
+    targets = [i.path for i in infos if i.quarantined is None]
+    for i in infos:  # out of service: said, not checked
+        if i.quarantined is not None and (not paths or i.path in paths):
+            click.echo(f"QUARANTINED {i.path}: {i.quarantined}")
     for p in paths:
         t, _, n = _split(p)
         il.log(t, n)  # names an unknown log clearly
@@ -1102,7 +1170,7 @@ def evidence_export(
     tenant, _, name = _split(path)
     now = now_us()
     bundle = export_evidence(
-        _open(ctx),
+        _open(ctx, read_only=True),
         tenant,
         name,
         indexes,

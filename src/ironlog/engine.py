@@ -124,6 +124,7 @@ class LogWriter:
         self._last_sync = time.monotonic()
         # A tree left unsigned (by a crash, say) is signed at the first fsync.
         self._dirty = not owner.signs_at_commit and not owner.head_is_signed()
+        self._committed = 0  # the tree size of the last batch committed here
         self.batch_sizes: deque[int] = deque(maxlen=1024)
         self.commit_seconds: deque[float] = deque(maxlen=1024)
         self._thread = threading.Thread(
@@ -191,6 +192,7 @@ class LogWriter:
         try:
             head = self._store.head()
             self._store.sync()
+            self._log.note_size(self._committed)  # durable now
         except OSError as e:  # an fsync failure is a durability failure: fail closed
             head = None
             self._log.mark_unhealthy(f"fsync failed: {e}")
@@ -271,11 +273,16 @@ class LogWriter:
         except DuplicateRequestError:
             raise
         except IronlogError as e:
+            if isinstance(e, IntegrityError):  # stored data contradicts the head
+                self._log.mark_unhealthy(str(e))
             return [e] * len(batch)
         except Exception:  # never let the writer die; never leak internals
             log.exception("append to %s failed", self._log.info.path)
             return [LogUnavailableError(f"append to {self._log.info.path} failed")] * len(batch)
         elapsed = time.perf_counter() - started
+        self._committed = result.head.size
+        if self._log.info.durability.mode == "sync":  # durable now (interval: at the fsync)
+            self._log.note_size(result.head.size)
         self.commit_seconds.append(elapsed)
         self.batch_sizes.append(len(entries))
         for observer in self._log.commit_observers:
@@ -314,12 +321,48 @@ class LogWriter:
                 loop.call_soon_threadsafe(_settle_async, items)
 
 
+def beyond_head(store: LogStore) -> str | None:
+    """What the store holds beyond its head's tree size (entries, checkpoints,
+    tiles), if anything: one snapshot, a few indexed look-ups."""
+    ext = store.extents()
+    size = ext.head_size
+    if ext.last_entry is not None and ext.last_entry >= size:
+        return f"entry {ext.last_entry} lies beyond the tree size {size}"
+    if ext.last_checkpoint is not None and ext.last_checkpoint > size:
+        return f"a checkpoint of size {ext.last_checkpoint} lies beyond the tree size {size}"
+    for level, (index, width) in sorted(ext.last_tiles.items()):
+        covered = size >> (TILE_HEIGHT * level)  # hashes this level holds
+        if index * TILE_WIDTH + width > covered:
+            return f"tile {level}/{index} (width {width}) lies beyond the tree size {size}"
+    return None
+
+
 class Log:
     """One log of one tenant: appends, reads, proofs and its integrity state."""
 
-    def __init__(self, info: LogInfo, store: LogStore, signer: Signer | KeyRing) -> None:
+    SIZE_RECORD_SECONDS = 1.0
+
+    def __init__(
+        self,
+        info: LogInfo,
+        store: LogStore,
+        signer: Signer | KeyRing,
+        *,
+        known_size: int = 0,
+        record_size: Callable[[int], None] | None = None,
+    ) -> None:
+        """``known_size``: the largest signed size recorded outside the log's
+        own storage (the control store); a smaller head means the log's file
+        was rolled back.  ``record_size`` records a new one, called off the
+        hot path: at most every SIZE_RECORD_SECONDS after a commit, and on close."""
         self.info = info
         self.store = store
+        self.opened_at = time.monotonic()
+        self.known_size = known_size
+        self._record_size = record_size
+        self._recorded_at = -1e9
+        self._unrecorded: int | None = None
+        self._tree_size = 0
         self.keys = (
             signer if isinstance(signer, KeyRing) else KeyRing.static(signer.for_name(info.origin))
         )
@@ -340,6 +383,43 @@ class Log:
         except IntegrityError as e:
             self.unhealthy = str(e)
             log.error("log %s refused for writing: %s", info.path, e)
+        else:
+            self._note_size_on_open()
+
+    def _note_size_on_open(self) -> None:
+        """Record the size found on open, once it is durable (never in ``off``
+        mode: a power cut may take back what it holds)."""
+        mode = self.info.durability.mode
+        size = self.store.head().size
+        if self._record_size is None or mode == "off" or size <= self.known_size:
+            return
+        if mode == "interval":
+            try:
+                self.store.sync()
+            except OSError:
+                return
+        self.note_size(size, now=True)
+
+    def note_size(self, size: int, now: bool = False) -> None:
+        """Record the signed size in the control store, at most once per
+        SIZE_RECORD_SECONDS (and when ``now``): a synchronous control-store
+        write per commit would cost the append path an fsync."""
+        if self._record_size is None or size <= self.known_size:
+            return
+        self._unrecorded = size
+        if now or time.monotonic() - self._recorded_at >= self.SIZE_RECORD_SECONDS:
+            self._flush_size()
+
+    def _flush_size(self) -> None:
+        size, self._unrecorded = self._unrecorded, None
+        if size is None or self._record_size is None:
+            return
+        self._recorded_at = time.monotonic()
+        try:
+            self._record_size(size)
+            self.known_size = max(self.known_size, size)
+        except IronlogError as e:  # the entries are durable; only the cross-check lags
+            log.warning("could not record the size of %s: %s", self.info.path, e)
 
     # -- integrity -------------------------------------------------------------
     def check_head(self) -> None:
@@ -349,6 +429,14 @@ class Log:
         where = f"log {self.info.path}"
         latest = self.store.latest_checkpoint()  # before the head, which only grows
         head = self.store.head()
+        if head.size < self.known_size:
+            raise IntegrityError(
+                f"{where}: rolled back: it had signed a checkpoint of size {self.known_size} "
+                f"but its database holds {head.size} entries (restored from an older copy?)"
+            )
+        problem = beyond_head(self.store)
+        if problem is not None:
+            raise IntegrityError(f"{where}: {problem}")
         if head.size == 0:
             if head.checkpoint or self.store.checkpoint(0) is not None:
                 raise IntegrityError(f"{where}: head is empty but a checkpoint exists")
@@ -638,6 +726,7 @@ class Log:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._flush_size()
         self.store.close()
 
     # -- reading ---------------------------------------------------------------
@@ -720,15 +809,38 @@ class Log:
         got = self.store.entries(index, index + 1)
         if not got:
             raise NotFoundError(f"log {self.info.path} has no entry {index}")
-        return got[0]
+        return self._checked(index, got[0])
+
+    def _checked(self, index: int, data: bytes) -> bytes:
+        """An entry read from storage, checked against its leaf hash in the
+        tree (level-0 tiles, memoised): altered bytes or a row beyond the
+        signed tree are never served as the log's."""
+        try:
+            if index >= self._tree_size and index >= self._head_size():
+                raise IntegrityError(
+                    f"entry {index} lies beyond the tree's {self._tree_size} entries"
+                )
+            if self._node(0, index) != leaf_hash(data):
+                raise IntegrityError(f"entry {index} does not match its leaf hash in the tree")
+        except IronlogError as e:
+            reason = f"{e}" if isinstance(e, IntegrityError) else f"entry {index}: {e}"
+            self.mark_unhealthy(f"read check failed: {reason}")
+            raise IntegrityError(f"log {self.info.path}: {reason}") from e
+        return data
 
     def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
+        """Matching entries, each checked against its leaf hash (see _checked)."""
         self._bounded(from_index=q.from_index, limit=q.limit)
         for name in ("since_us", "until_us"):
             v = getattr(q, name)
             if v is not None and not -MAX_INDEX < v < MAX_INDEX:
                 raise InvalidRequestError(f"{name} is out of range")
-        return self.store.query(q)
+        return ((index, self._checked(index, data)) for index, data in self.store.query(q))
+
+    def _head_size(self) -> int:
+        """The committed tree size, re-read (a cache of it is ``_tree_size``)."""
+        self._tree_size = self.store.head().size
+        return self._tree_size
 
     def tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
         self._bounded(level=level, index=index)

@@ -10,6 +10,7 @@ is refused: two parsers keeping different values is how a trail is forged.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -61,7 +62,11 @@ def now_us() -> int:
 
 
 def _field(obj: dict[str, Any], name: str) -> str | None:
-    v = obj.get(name)
+    return _value(obj.get(name))
+
+
+def _value(v: Any) -> str | None:
+    """A field's value as its query column holds it."""
     if isinstance(v, str):
         return v[:MAX_FIELD_CHARS]
     if isinstance(v, bool) or v is None:
@@ -107,6 +112,70 @@ def prepare_object(
         _field(obj, "resource"),
         _field(obj, "outcome"),
     )
+
+
+Columns = tuple[int, str | None, str | None, str | None, str | None]
+"""(received_us, actor, action, resource, outcome) as a store holds them for an entry."""
+
+
+@functools.lru_cache(maxsize=4096)  # entries received in one second share it
+def _second_text(secs: int) -> str:
+    return format_time(secs * 1_000_000)[:19]
+
+
+def _time_text(micros: int) -> str:
+    """``format_time``, memoised per second (the audit calls it per entry)."""
+    secs, frac = divmod(micros, 1_000_000)
+    return _second_text(secs) + "." + str(frac).zfill(6) + "Z"
+
+
+class _Derived(msgspec.Struct):
+    """Only what the query columns come from (the rest is skipped unread)."""
+
+    received_at: Any = None
+    actor: Any = None
+    action: Any = None
+    resource: Any = None
+    outcome: Any = None
+
+
+_derived_decoder = msgspec.json.Decoder(_Derived)
+
+
+def column_mismatch(data: bytes, stored: Columns) -> tuple[str, object, object] | None:
+    """The first query column (name, stored value, value the entry's bytes
+    give) where ``stored`` differs from what ``prepare_object`` derived from
+    ``data``; None if they all agree.  InvalidEntryError if ``data`` is not an
+    entry at all.  (Called for every entry by the audit: kept cheap.)"""
+    try:
+        obj = _derived_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise InvalidEntryError(f"stored entry is not a JSON object: {_clean(e)}") from e
+    received = obj.received_at
+    if not isinstance(received, str):
+        raise InvalidEntryError("stored entry has no received_at")
+    want = (
+        received,
+        _plain(obj.actor),
+        _plain(obj.action),
+        _plain(obj.resource),
+        _plain(obj.outcome),
+    )
+    micros = stored[0]
+    have = (_time_text(micros) if type(micros) is int else micros, *stored[1:])
+    if have == want:
+        return None
+    for i, name in enumerate(("received_us", *QUERY_FIELDS)):
+        if have[i] != want[i]:
+            return name, stored[i], want[i]
+    return None
+
+
+def _plain(v: Any) -> str | None:
+    """``_value`` with a fast path for what fields usually hold."""
+    if v is None or (type(v) is str and len(v) <= MAX_FIELD_CHARS):
+        return v
+    return _value(v)
 
 
 def _count_keys(obj: Any) -> int:

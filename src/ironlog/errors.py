@@ -16,7 +16,8 @@
     ├── NotFoundError                 unknown tenant, log, index, tile
     ├── ConflictError                 the thing already exists
     ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
-    │   └── IntegrityError            stored data does not match its signed checkpoint
+    │   ├── IntegrityError            stored data does not match its signed checkpoint
+    │   └── LogQuarantinedError       an operator took the log out of service (reads too)
     ├── UnreachableError              (client side) the service could not be reached
     └── ConfigurationError            missing master key, bad data directory, ...
 
@@ -102,6 +103,10 @@ class IntegrityError(LogUnavailableError):
     code = "integrity_failure"
 
 
+class LogQuarantinedError(LogUnavailableError):
+    code = "log_quarantined"
+
+
 class UnreachableError(IronlogError):
     code = "unreachable"
 
@@ -113,6 +118,7 @@ class ConfigurationError(IronlogError):
 # The single place where errors become HTTP statuses (most specific class first).
 HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (IntegrityError, 503),
+    (LogQuarantinedError, 503),
     (LogUnavailableError, 503),
     (ConsistencyError, 409),
     (VerificationError, 422),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ironlog.atomic import replace_atomically
+from ironlog.atomic import make_dirs, replace_atomically
 from ironlog.entry import format_time, now_us
 from ironlog.errors import InvalidRequestError, NotFoundError
 from ironlog.evidence import FORMAT
@@ -79,7 +79,7 @@ def export_evidence(
 
 def write_bundle(bundle: dict[str, Any], path: Path) -> None:
     """Atomically: a temporary file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     with replace_atomically(path) as f:
         json.dump(bundle, f, indent=1)
         f.write("\n")

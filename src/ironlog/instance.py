@@ -9,22 +9,26 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ironlog.atomic import make_dirs
 from ironlog.engine import Log
 from ironlog.entry import now_us, prepare_object
 from ironlog.errors import (
     ConfigurationError,
     ConflictError,
+    FormatError,
     InvalidRequestError,
     IronlogError,
+    LogQuarantinedError,
     NotFoundError,
     PermissionDeniedError,
 )
 from ironlog.keys import MasterKey, create_master_key, load_master_key
-from ironlog.note import NoteSigner, Signer
+from ironlog.note import NoteSigner, Signer, check_key_name
 from ironlog.policy import WitnessPolicy, parse_policy
 from ironlog.signers import KeyRing, Pkcs11Ref, Pkcs11Signer, fingerprint, pkcs11_generate
 from ironlog.store.base import (
@@ -76,7 +80,7 @@ def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) ->
     nothing, not even its mode)."""
     _refuse_foreign_dir(data_dir)
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_dirs(data_dir)
         os.chmod(data_dir, 0o700)
     except OSError as e:
         raise ConfigurationError(f"cannot create data directory {data_dir}: {e.strerror}") from e
@@ -92,13 +96,20 @@ def init_data_dir(data_dir: Path, origin_prefix: str = DEFAULT_ORIGIN_PREFIX) ->
 
 
 class Ironlog:
-    def __init__(self, data_dir: Path | str, driver: Driver | None = None) -> None:
+    """``read_only``: open the data directory without ever writing to it (an
+    auditor's read-only copy, a full disk): reads, queries and audits work,
+    appends and changes are refused."""
+
+    def __init__(
+        self, data_dir: Path | str, driver: Driver | None = None, *, read_only: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.read_only = read_only
         if not (self.data_dir / "control.db").exists():
             raise ConfigurationError(
                 f"{self.data_dir} is not an ironlog data directory: run 'ironlog init'"
             )
-        self.driver = driver or SqliteDriver(self.data_dir)
+        self.driver = driver or SqliteDriver(self.data_dir, read_only=read_only)
         self.control = self.driver.control()
         self._master: MasterKey | None = None
         self._logs: dict[tuple[str, str], Log] = {}
@@ -118,19 +129,23 @@ class Ironlog:
 
     # -- tenants ---------------------------------------------------------------
     def create_tenant(self, name: str, by: str = HOST) -> TenantRecord:
+        """A tenant with its first signing key (one transaction), and the first
+        entry of its system log."""
+        record = self._new_tenant(name)
+        self.control.create_tenant(record, self._local_key_record(record))
+        self.record(name, by, "tenant.create")
+        return record
+
+    def _new_tenant(self, name: str) -> TenantRecord:
         check_name("tenant", name)
         signer = Signer.generate(f"{self.origin_prefix}/{name}")
-        record = TenantRecord(
+        return TenantRecord(
             name=name,
             created_us=now_us(),
             disabled=False,
             key_encrypted=self.master.seal(signer.seed, b"tenant-key:" + name.encode()),
             public_key=signer.public,
         )
-        self.control.create_tenant(record)
-        self.control.add_signing_key(self._local_key_record(record))
-        self.record(name, by, "tenant.create")
-        return record
 
     # -- the system log: every administrative act on a tenant ----------------------
     def system_log(self, tenant: str) -> Log:
@@ -146,8 +161,12 @@ class Ironlog:
                 created_us=now_us(),
                 indexes=("actor", "action"),
             )
-            with contextlib.suppress(ConflictError):  # another process made it
+            try:
+                self.driver.create_log(info)  # the database first, durably
                 self.control.create_log(info)
+            except ConflictError:  # another process made it meanwhile
+                if self.control.get_log(tenant, SYSTEM_LOG) is None:
+                    raise
         return self.log(tenant, SYSTEM_LOG)
 
     def record(self, tenant: str, by: str, action: str, **details: Any) -> None:
@@ -203,7 +222,7 @@ class Ironlog:
         """The tenant's signing keys, oldest first (data directories from before
         key rotation get their one key recorded here on first use)."""
         keys = self.control.signing_keys(tenant)
-        if not keys:
+        if not keys and not self.read_only:
             with contextlib.suppress(ConflictError):  # another process did it
                 self.control.add_signing_key(self._local_key_record(self.tenant(tenant)))
             keys = self.control.signing_keys(tenant)
@@ -280,10 +299,10 @@ class Ironlog:
         public: bool = False,
         by: str = HOST,
     ) -> LogInfo:
+        """Create a log (and its tenant with ``create_tenant``), all or nothing:
+        everything is validated first, and a failure leaves no record and no file."""
         check_name("tenant", tenant)
         check_name("log", name)
-        if create_tenant and self.control.get_tenant(tenant) is None:
-            self.create_tenant(tenant, by)
         info = LogInfo(
             tenant=tenant,
             name=name,
@@ -293,15 +312,38 @@ class Ironlog:
             indexes=indexes,
             public=public,
         )
-        self.tenant(tenant)
+        try:
+            check_key_name(info.origin)
+        except FormatError as e:
+            raise InvalidRequestError(f"log {info.path}: invalid origin: {e}") from e
         if self.control.get_log(tenant, name) is not None:
             raise ConflictError(f"log {info.path!r} already exists")
-        self.record(
-            tenant, by, "log.create", resource=name, durability=str(info.durability),
-            indexes=",".join(indexes), public=public,
-        )  # fmt: skip
-        self.control.create_log(info)
-        self.driver.open_log(info).close()  # create its database now
+        details: dict[str, Any] = {
+            "resource": name,
+            "durability": str(info.durability),
+            "indexes": ",".join(indexes),
+            "public": public,
+        }
+        new_tenant = None
+        if self.control.get_tenant(tenant) is None:
+            if not create_tenant:
+                raise NotFoundError(f"tenant {tenant!r} does not exist")
+            rec = self._new_tenant(tenant)
+            new_tenant = (rec, self._local_key_record(rec))
+        else:
+            self.record(tenant, by, "log.create", **details)  # before the act
+        created = self.driver.create_log(info)  # the database first, durably...
+        try:
+            self.control.create_log(info, new_tenant)  # ...then its record
+        except BaseException:
+            # Unless a concurrent creation of the same log won the race (its
+            # record now owns the file), the file goes again.
+            if created and self.control.get_log(tenant, name) is None:
+                self.driver.drop_log(info)
+            raise
+        if new_tenant is not None:  # its system log can only follow the tenant
+            self.record(tenant, by, "tenant.create")
+            self.record(tenant, by, "log.create", **details)
         return info
 
     def log_info(self, tenant: str, name: str) -> LogInfo:
@@ -310,23 +352,115 @@ class Ironlog:
             raise NotFoundError(f"log {tenant}/{name} does not exist")
         return info
 
+    QUARANTINE_RECHECK_SECONDS = 1.0
+
     def log(self, tenant: str, name: str) -> Log:
+        """The log, opened once per process.  LogQuarantinedError if an
+        operator took it out of service (noticed within a second when another
+        process did it); IntegrityError if its database file is gone."""
         key = (tenant, name)
         with self._lock:
             lg = self._logs.get(key)
-            if lg is None:
+            if lg is not None and time.monotonic() - lg.opened_at < self.QUARANTINE_RECHECK_SECONDS:
+                return lg
+            try:
                 info = self.log_info(tenant, name)
-                self.tenant(tenant)
-                ring = KeyRing(
-                    info.origin,
-                    lambda t=tenant: self.signing_keys(t),  # type: ignore[misc]
-                    self._open_signer,
+            except NotFoundError:
+                if lg is not None:  # deleted meanwhile (by another process)
+                    del self._logs[key]
+                    lg.close()
+                raise
+            if info.quarantined is not None:
+                if lg is not None:
+                    del self._logs[key]
+                    lg.close()
+                raise LogQuarantinedError(
+                    f"log {info.path} is quarantined by the operator: {info.quarantined}"
                 )
-                lg = Log(info, self.driver.open_log(info), ring)
-                lg.service_only = name == SYSTEM_LOG
-                lg.commit_observers.extend(self.commit_observers)
-                self._logs[key] = lg
+            if lg is not None:
+                lg.opened_at = time.monotonic()
+                return lg
+            self.tenant(tenant)
+            ring = KeyRing(
+                info.origin,
+                lambda t=tenant: self.signing_keys(t),  # type: ignore[misc]
+                self._open_signer,
+            )
+            record = None
+            if not self.read_only:
+
+                def record(size: int, t: str = tenant, n: str = name) -> None:
+                    self.control.record_log_size(t, n, size)
+
+            lg = Log(
+                info,
+                self.driver.open_log(info),
+                ring,
+                known_size=self.control.log_size(tenant, name),
+                record_size=record,
+            )
+            lg.service_only = name == SYSTEM_LOG
+            lg.commit_observers.extend(self.commit_observers)
+            self._logs[key] = lg
             return lg
+
+    def each_log(
+        self, tenant: str | None = None, *, quarantined: bool = False
+    ) -> Iterator[tuple[LogInfo, Log | IronlogError]]:
+        """Every log (of ``tenant``), opened; one that cannot be opened comes
+        with its error instead, so that one broken log never stops a loop over
+        the others.  Quarantined logs are skipped unless ``quarantined``."""
+        for info in self.list_logs(tenant):
+            if info.quarantined is not None and not quarantined:
+                continue
+            try:
+                yield info, self.log(info.tenant, info.name)
+            except IronlogError as e:
+                yield info, e
+
+    # -- operator actions on broken logs -----------------------------------------------
+    def _record_log_act(self, tenant: str, name: str, by: str, action: str, **details: Any) -> None:
+        """Record an act on a log in the tenant's system log, unless the log
+        is the system log itself (broken, it could record nothing)."""
+        if name != SYSTEM_LOG:
+            self.record(tenant, by, action, resource=name, **details)
+
+    def quarantine_log(self, tenant: str, name: str, reason: str, by: str = HOST) -> LogInfo:
+        """Take a log out of service: it refuses reads and writes with ``reason``
+        and every loop over logs (integrity, verify --all, witnessing) skips it."""
+        reason = " ".join(reason.split())[:500] or "no reason given"
+        self.log_info(tenant, name)
+        self._record_log_act(tenant, name, by, "log.quarantine", reason=reason)
+        self.control.set_log_quarantined(tenant, name, reason)
+        with self._lock:
+            lg = self._logs.pop((tenant, name), None)
+        if lg is not None:
+            lg.close()
+        return self.log_info(tenant, name)
+
+    def release_log(self, tenant: str, name: str, by: str = HOST) -> LogInfo:
+        """Put a quarantined log back in service (it is checked again on open)."""
+        self.log_info(tenant, name)
+        self._record_log_act(tenant, name, by, "log.release")
+        self.control.set_log_quarantined(tenant, name, None)
+        return self.log_info(tenant, name)
+
+    def delete_log(self, tenant: str, name: str, by: str = HOST) -> str:
+        """Forget a quarantined log; its files are moved under ``deleted/``
+        (kept as evidence), whose path is returned."""
+        info = self.log_info(tenant, name)
+        if info.quarantined is None:
+            raise InvalidRequestError(f"log {info.path} must be quarantined before it is deleted")
+        if name == SYSTEM_LOG:
+            raise InvalidRequestError("a tenant's system log cannot be deleted")
+        self._record_log_act(tenant, name, by, "log.delete")
+        with self._lock:
+            lg = self._logs.pop((tenant, name), None)
+        if lg is not None:
+            lg.close()
+        where = self.driver.retire_log(info)
+        self.control.delete_log(tenant, name)
+        return where
 
     def log_by_path(self, path: str) -> Log:
         tenant, sep, name = path.partition("/")

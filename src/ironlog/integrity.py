@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from ironlog.audit import audit_log
+from ironlog.engine import Log, beyond_head
 from ironlog.entry import now_us
 from ironlog.errors import IronlogError, VerificationError
 from ironlog.instance import Ironlog
@@ -70,10 +71,28 @@ class IntegrityChecker:
             self._stop.wait(self.interval)
 
     def check_all(self) -> None:
-        for info in self.il.list_logs():
+        """One pass over every log in service; a log that cannot even be opened
+        is recorded as failed and never stops the pass over the others."""
+        for info, lg in self.il.each_log():
             if self._stop.is_set():
                 return
-            self.check(info.path)
+            if isinstance(lg, IronlogError):
+                self._failed(info.path, str(lg))
+                continue
+            try:
+                self.check(info.path)
+            except IronlogError as e:
+                self._failed(info.path, str(e))
+            except Exception:  # isolate one log from the rest; never leak internals
+                log.exception("integrity check of %s failed", info.path)
+                self._failed(info.path, "the check failed (see the server log)")
+
+    def _failed(self, path: str, reason: str) -> None:
+        st = self._entry(path)
+        if st.failure is None:
+            log.error("integrity check of %s failed: %s", path, reason)
+        st.failure = reason
+        st.builder = None
 
     def _entry(self, path: str) -> LogIntegrity:
         with self._lock:
@@ -89,20 +108,27 @@ class IntegrityChecker:
             return st  # stays failed until cleared
         full = full or st.builder is None or time.monotonic() >= st.next_full
         if not full and st.builder is not None and lg.head().size == st.builder.size:
+            beyond = beyond_head(lg.store)  # rows slipped in past the head
+            if beyond is not None:
+                return self._fail(st, lg, f"head {path}: {beyond}")
             st.verified_us = now_us()
             return st
         report = audit_log(lg, resume=None if full else st.builder)
         if report.problem is not None:
-            st.failure = str(report.problem)
-            st.builder = None
-            lg.mark_unhealthy(f"integrity check failed: {report.problem}")
-            return st
+            return self._fail(st, lg, str(report.problem))
         st.builder = report.builder
         st.verified_size = report.size
         st.verified_us = now_us()
         if full:
             st.full_pass_us = st.verified_us
             st.next_full = time.monotonic() + self.full_interval
+        return st
+
+    @staticmethod
+    def _fail(st: LogIntegrity, lg: Log, problem: str) -> LogIntegrity:
+        st.failure = problem
+        st.builder = None
+        lg.mark_unhealthy(f"integrity check failed: {problem}")
         return st
 
     def clear(self, path: str, force: bool = False) -> LogIntegrity:
@@ -127,14 +153,21 @@ class IntegrityChecker:
         lg.unhealthy = None
         return st
 
+    def forget(self, path: str) -> None:
+        """Drop a log's state (it was released from quarantine, or deleted)."""
+        with self._lock:
+            self._state.pop(path, None)
+
     def report(self, tenant: str | None = None) -> list[dict[str, object]]:
-        logs = self.il.list_logs(tenant)
         out = []
-        for info in logs:
-            st = self._entry(info.path)
-            item = st.to_json()
-            lg = self.il.log(info.tenant, info.name)
-            item["writable"] = lg.unhealthy is None
-            item["reason"] = lg.unhealthy
+        for info, lg in self.il.each_log(tenant, quarantined=True):
+            item = self._entry(info.path).to_json()
+            item["quarantined"] = info.quarantined
+            if isinstance(lg, IronlogError):
+                item["writable"] = False
+                item["reason"] = str(lg)
+            else:
+                item["writable"] = lg.unhealthy is None
+                item["reason"] = lg.unhealthy
             out.append(item)
         return out

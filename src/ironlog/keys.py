@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ironlog.atomic import fsync_dir
 from ironlog.errors import ConfigurationError
 
 MASTER_KEY_FILE = "master.key"
@@ -89,4 +90,5 @@ def create_master_key(data_dir: Path) -> bool:
         f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
         f.flush()
         os.fsync(f.fileno())
+    fsync_dir(data_dir)
     return True

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from ironlog.atomic import replace_atomically
+from ironlog.atomic import make_dirs, replace_atomically
 from ironlog.client.trust import describe
 from ironlog.errors import (
     ConsistencyError,
@@ -88,7 +88,7 @@ class State:
                 raise FormatError(f"monitor state {path} is unreadable: {e}") from e
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         with replace_atomically(self.path) as f:
             json.dump({"logs": self.logs}, f, indent=1, sort_keys=True)
 

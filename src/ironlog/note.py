@@ -44,6 +44,9 @@ def _check_name(name: str) -> None:
         raise FormatError(f"invalid key name {name!r}: must be non-empty, no spaces or '+'")
 
 
+check_key_name = _check_name  # also what a checkpoint origin must be
+
+
 def key_id(name: str, alg: int, public: bytes) -> int:
     digest = hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public).digest()
     return int.from_bytes(digest[:4], "big")

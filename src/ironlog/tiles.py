@@ -64,7 +64,7 @@ _PATH_RE = re.compile(r"^tile/(entries|\d+)/((?:x\d{3}/)*\d{3})(?:\.p/(\d+))?$")
 
 def parse_tile_path(path: str) -> TileRef:
     """Inverse of ``TileRef.path``; FormatError for anything malformed."""
-    m = _PATH_RE.match(path)
+    m = _PATH_RE.fullmatch(path)
     if not m:
         raise FormatError(f"not a tile path: {path!r}")
     kind, digits, width_s = m.groups()

@@ -19,7 +19,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def parse_time(text: str, now_us: int) -> int:
     """Microseconds since the epoch."""
     t = text.strip()
-    m = _REL.match(t)
+    m = _REL.fullmatch(t)
     if m:
         ago = parse_int(m.group(1), f"time {text[:40]!r}", 0, MAX_AGE_S // _UNITS[m.group(2)])
         return now_us - ago * _UNITS[m.group(2)] * 1_000_000

@@ -25,6 +25,7 @@ from typing import Any
 import anyio.to_thread
 from litestar import Litestar, Request, Response, get, post
 
+from ironlog.atomic import fsync_dir, make_dirs
 from ironlog.errors import ConfigurationError, FormatError, VerificationError
 from ironlog.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
 from ironlog.note import (
@@ -229,6 +230,9 @@ def keygen(name: str, path: Path) -> CosignatureSigner:
         raise ConfigurationError(f"{path} exists; not overwriting a key") from e
     with os.fdopen(fd, "w") as f:
         f.write(key.private_key() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.resolve().parent)
     return key
 
 
@@ -237,6 +241,6 @@ def serve(
 ) -> None:
     import uvicorn
 
-    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_dirs(data)
     app = create_app(Witness(data / "witness.db", key, logs))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

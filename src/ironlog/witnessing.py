@@ -117,6 +117,8 @@ class Witnessing:
         witnessed = []
         allowed: dict[str, bool] = {}
         for info in self.il.list_logs():
+            if info.quarantined is not None:  # out of service: skipped by every loop
+                continue
             try:
                 if info.tenant not in allowed:
                     allowed[info.tenant] = self.il.witnessing_allowed(info.tenant)

@@ -61,7 +61,7 @@ from ironlog.note import b64encode
 from ironlog.numparse import parse_int
 from ironlog.outbound import OutboundPolicy
 from ironlog.policy import parse_policy
-from ironlog.store.base import Durability, Query, parse_indexes
+from ironlog.store.base import Durability, LogInfo, Query, parse_indexes
 from ironlog.timeparse import parse_time
 from ironlog.witnessing import Witnessing
 
@@ -290,8 +290,29 @@ def list_logs(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
     p.require("read" if not p.is_operator else "admin", tenant)
     il = state(request).il
     il.tenant(tenant)
-    logs = [i for i in il.list_logs(tenant) if p.log is None or i.name == p.log]
-    return json_response({"logs": [_log_info_json(il, il.log(i.tenant, i.name)) for i in logs]})
+    rows = il.each_log(tenant, quarantined=True)
+    bound = p.log  # a key bound to a log sees that log only
+    listed = [_listed(il, info, lg) for info, lg in rows if bound is None or info.name == bound]
+    return json_response({"logs": listed})
+
+
+def _listed(il: Ironlog, info: LogInfo, lg: Log | IronlogError) -> dict[str, Any]:
+    """A listing row; a log that cannot be opened is listed with the reason."""
+    if isinstance(lg, IronlogError):
+        return {
+            "tenant": info.tenant,
+            "name": info.name,
+            "origin": info.origin,
+            "durability": str(info.durability),
+            "indexes": list(info.indexes),
+            "public": info.public,
+            "healthy": False,
+            "unhealthy_reason": str(lg),
+            "quarantined": info.quarantined,
+        }
+    out = _log_info_json(il, lg)
+    out["quarantined"] = None
+    return out
 
 
 @post("/v1/tenants/{tenant:str}/keys")
@@ -610,6 +631,45 @@ def integrity_clear(
     return json_response(st.integrity.clear(f"{tenant}/{name}", force).to_json())
 
 
+class QuarantineIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/quarantine")
+async def quarantine(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    """Operator: take a (broken) log out of service; it refuses reads and
+    writes with the reason, and the background checks skip it."""
+    body = await request.body()
+    p = principal(request)
+    p.require("operator")
+    data = parse_body(body, QuarantineIn)
+    info = await anyio.to_thread.run_sync(
+        state(request).il.quarantine_log, tenant, name, data.reason, actor(p)
+    )
+    return json_response({"log": info.path, "quarantined": info.quarantined})
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/release", sync_to_thread=True)
+def release_log(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    p = principal(request)
+    p.require("operator")
+    st = state(request)
+    info = st.il.release_log(tenant, name, actor(p))
+    st.integrity.forget(info.path)
+    return json_response({"log": info.path, "quarantined": None})
+
+
+@post("/v1/integrity/{tenant:str}/{name:str}/delete", sync_to_thread=True, status_code=200)
+def delete_log(request: Request[Any, Any, Any], tenant: str, name: str) -> Response[bytes]:
+    """Operator: forget a quarantined log (its files are kept under deleted/)."""
+    p = principal(request)
+    p.require("operator")
+    st = state(request)
+    where = st.il.delete_log(tenant, name, actor(p))
+    st.integrity.forget(f"{tenant}/{name}")
+    return json_response({"log": f"{tenant}/{name}", "deleted": True, "files": where})
+
+
 def create_app(
     il: Ironlog,
     verify_interval: float = 10.0,
@@ -670,6 +730,9 @@ def create_app(
             inclusion,
             integrity_report,
             integrity_clear,
+            quarantine,
+            release_log,
+            delete_log,
             metrics,
             otlp_logs,
             *READ_HANDLERS,

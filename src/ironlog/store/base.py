@@ -17,14 +17,14 @@ from ironlog.entry import PreparedEntry
 from ironlog.errors import ConflictError, InvalidRequestError
 from ironlog.numparse import parse_int
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # always matched whole: fullmatch
 
 SignFn = Callable[[int, bytes], str]
 """``sign(size, root)`` returns the signed checkpoint note for that tree head."""
 
 
 def check_name(kind: str, name: str) -> str:
-    if not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidRequestError(
             f"invalid {kind} name {name!r}: "
             "use 1-63 of a-z 0-9 . _ - starting with a letter or digit"
@@ -123,6 +123,7 @@ class LogInfo:
     created_us: int
     indexes: tuple[str, ...] = DEFAULT_INDEXES
     public: bool = False  # tlog-tiles and checkpoint readable without a key
+    quarantined: str | None = None  # the operator's reason; None = in service
 
     @property
     def path(self) -> str:
@@ -136,6 +137,22 @@ class Head:
     # The signed note for (size, root); "" for a log never written, and, in the
     # non-sync durability modes, until the tree of this size is durable and signed.
     checkpoint: str
+
+
+StoredRow = tuple[int, bytes, int, str | None, str | None, str | None, str | None]
+"""(index, bytes, received_us, actor, action, resource, outcome) as stored."""
+
+
+@dataclass(frozen=True)
+class Extents:
+    """What a log holds, read in one snapshot: the head's size, the highest
+    entry index, checkpoint size and tile index per level (with that tile's
+    width in hashes).  Nothing may lie beyond what the head's size implies."""
+
+    head_size: int
+    last_entry: int | None
+    last_checkpoint: int | None
+    last_tiles: dict[int, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -226,6 +243,14 @@ class LogStore(ABC):
         """Stream (index, bytes) in index order, in chunks, for audits and exports."""
 
     @abstractmethod
+    def scan_rows(self, start: int = 0, end: int | None = None) -> Iterator[list[StoredRow]]:
+        """Like ``scan_entries``, with the derived query columns as stored."""
+
+    @abstractmethod
+    def extents(self) -> Extents:
+        """The head and the highest stored entry, checkpoint and tiles, in one snapshot."""
+
+    @abstractmethod
     def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
         """Entries matching the filters, in index order."""
 
@@ -267,8 +292,9 @@ class ControlStore(ABC):
     def set_setting(self, key: str, value: str) -> None: ...
 
     @abstractmethod
-    def create_tenant(self, record: TenantRecord) -> None:
-        """ConflictError if it exists."""
+    def create_tenant(self, record: TenantRecord, key: SigningKeyRecord | None = None) -> None:
+        """ConflictError if it exists.  With ``key``, its first signing key is
+        recorded in the same transaction."""
 
     @abstractmethod
     def get_tenant(self, name: str) -> TenantRecord | None: ...
@@ -277,8 +303,28 @@ class ControlStore(ABC):
     def list_tenants(self) -> list[TenantRecord]: ...
 
     @abstractmethod
-    def create_log(self, info: LogInfo) -> None:
-        """ConflictError if it exists; the tenant must exist."""
+    def create_log(
+        self, info: LogInfo, new_tenant: tuple[TenantRecord, SigningKeyRecord] | None = None
+    ) -> None:
+        """ConflictError if it exists; the tenant must exist, or be ``new_tenant``,
+        created in the same transaction (all or nothing)."""
+
+    @abstractmethod
+    def set_log_quarantined(self, tenant: str, name: str, reason: str | None) -> None:
+        """Take a log out of service with a reason, or back (None).  NotFoundError
+        if the log does not exist."""
+
+    @abstractmethod
+    def delete_log(self, tenant: str, name: str) -> None:
+        """Forget a log: its record, witness settings and cosignatures."""
+
+    @abstractmethod
+    def record_log_size(self, tenant: str, name: str, size: int) -> None:
+        """Remember that the log had signed a checkpoint of ``size`` (only grows)."""
+
+    @abstractmethod
+    def log_size(self, tenant: str, name: str) -> int:
+        """The largest size recorded by ``record_log_size`` (0 if none)."""
 
     @abstractmethod
     def get_log(self, tenant: str, name: str) -> LogInfo | None: ...
@@ -344,7 +390,22 @@ class Driver(ABC):
     def control(self) -> ControlStore: ...
 
     @abstractmethod
-    def open_log(self, info: LogInfo) -> LogStore: ...
+    def create_log(self, info: LogInfo) -> bool:
+        """Create the storage of a new log (durably); False if an empty one
+        was already there (a creation that crashed half-way).  ConflictError
+        if storage holding entries exists."""
+
+    @abstractmethod
+    def open_log(self, info: LogInfo) -> LogStore:
+        """Open an existing log's storage; never creates it (IntegrityError if it is gone)."""
+
+    @abstractmethod
+    def drop_log(self, info: LogInfo) -> None:
+        """Remove a new log's storage again (its creation failed)."""
+
+    @abstractmethod
+    def retire_log(self, info: LogInfo) -> str:
+        """Move a deleted log's storage aside (kept as evidence); returns where."""
 
     @abstractmethod
     def close(self) -> None: ...

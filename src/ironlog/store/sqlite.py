@@ -20,9 +20,17 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from ironlog.atomic import create_file, fsync_dir, make_dirs
 from ironlog.entry import PreparedEntry, now_us
-from ironlog.errors import ConflictError, LogUnavailableError, NotFoundError
+from ironlog.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidRequestError,
+    LogUnavailableError,
+    NotFoundError,
+)
 from ironlog.merkle import EMPTY_ROOT
 from ironlog.store.base import (
     ApiKeyRecord,
@@ -31,6 +39,7 @@ from ironlog.store.base import (
     Driver,
     DuplicateRequestError,
     Durability,
+    Extents,
     Head,
     IdempotentResult,
     LogInfo,
@@ -38,6 +47,7 @@ from ironlog.store.base import (
     Query,
     SignFn,
     SigningKeyRecord,
+    StoredRow,
     TenantRecord,
     parse_indexes,
 )
@@ -83,6 +93,8 @@ CREATE TABLE IF NOT EXISTS logs(
     origin TEXT NOT NULL UNIQUE, durability TEXT NOT NULL, created_us INTEGER NOT NULL,
     indexes TEXT NOT NULL DEFAULT '',
     public INTEGER NOT NULL DEFAULT 0,
+    quarantined TEXT,
+    signed_size INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(tenant, name)
 );
 CREATE TABLE IF NOT EXISTS signing_keys(
@@ -113,15 +125,38 @@ def _translated(what: str) -> Iterator[None]:
         raise LogUnavailableError(f"{what}: storage error: {e}") from e
 
 
-def _create_file(path: Path) -> None:
-    """Create an empty file with mode 0600 (SQLite gives -wal/-shm the same mode)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
+def _create_file(path: Path) -> bool:
+    """Create an empty file with mode 0600 (SQLite gives -wal/-shm the same
+    mode), durably: its directory entry is fsync'd."""
+    return create_file(path, 0o600)
 
 
 Connect = Callable[[Path], sqlite3.Connection]
 """Opens a connection in autocommit mode, usable from any thread."""
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes: not the WAL mode, not a checkpoint on
+    close, not the -shm file if it cannot be created (a read-only copy of a
+    data directory, a read-only mount, a full disk)."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    con = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return con
+    except sqlite3.OperationalError:
+        con.close()
+        wal = Path(str(path) + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise  # committed data sits in the WAL: immutable would not see it
+    # No WAL content: the file alone is the database, and it cannot change
+    # under us (its directory is not writable), so no locking is needed.
+    con = sqlite3.connect(
+        uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+    )
+    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return con
 
 
 def _sqlite3_connect(path: Path) -> sqlite3.Connection:
@@ -131,8 +166,13 @@ def _sqlite3_connect(path: Path) -> sqlite3.Connection:
 
 
 def _connect(
-    path: Path, synchronous: str = "FULL", connect: Connect = _sqlite3_connect
+    path: Path,
+    synchronous: str = "FULL",
+    connect: Connect = _sqlite3_connect,
+    read_only: bool = False,
 ) -> sqlite3.Connection:
+    if read_only:
+        return _connect_read_only(path)
     con = connect(path)
     con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -151,11 +191,14 @@ class SqliteLogStore(LogStore):
         info: LogInfo,
         connect: Connect | None = None,
         fsync: Callable[[Path], None] | None = None,
+        read_only: bool = False,
     ) -> None:
         """``connect``/``fsync`` replace sqlite3 and os.fsync of the WAL (tests
-        simulate power loss through them); production leaves them None."""
+        simulate power loss through them); production leaves them None.
+        ``read_only``: nothing is ever written (a read-only copy, a full disk)."""
         self.info = info
         self.path = path
+        self.read_only = read_only
         self._connect_fn = connect or _sqlite3_connect
         self._fsync_fn = fsync
         self._lock = threading.Lock()
@@ -167,8 +210,13 @@ class SqliteLogStore(LogStore):
         self._lock_fd: int | None = None
         self.fsyncs = 0
         self.batches = 0
-        if not path.exists():
-            _create_file(path)
+        if not path.is_file():
+            # Never a fresh empty database for a log the control store knows.
+            raise IntegrityError(
+                f"log {info.path}: its database file is missing (logs/{info.tenant}/{path.name})"
+            )
+        if read_only:
+            return
         with _translated(f"open {info.path}"):
             con = self._connect(path)
             try:
@@ -187,7 +235,7 @@ class SqliteLogStore(LogStore):
 
     # -- connections ---------------------------------------------------------
     def _connect(self, path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
-        return _connect(path, synchronous, self._connect_fn)
+        return _connect(path, synchronous, self._connect_fn, self.read_only)
 
     def _read(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
@@ -201,6 +249,8 @@ class SqliteLogStore(LogStore):
         return con
 
     def _write(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise LogUnavailableError(f"log {self.info.path} is open read-only")
         if self._writer is None:
             sync = {"sync": "FULL", "interval": "NORMAL", "off": "OFF"}[self.info.durability.mode]
             with _translated(f"open {self.info.path}"):
@@ -215,7 +265,7 @@ class SqliteLogStore(LogStore):
         while size >> (TILE_HEIGHT * level):
             idx = size >> (TILE_HEIGHT * (level + 1))
             row = con.execute(
-                "SELECT data FROM tiles WHERE level=? AND idx=?", (level, idx)
+                "SELECT CAST(data AS BLOB) FROM tiles WHERE level=? AND idx=?", (level, idx)
             ).fetchone()
             partial.append(row[0] if row else b"")
             level += 1
@@ -244,13 +294,16 @@ class SqliteLogStore(LogStore):
                 if builder is None or builder.size != size:
                     builder = self._load_builder(con, size)
                 self._builder = None  # until this batch commits
-                con.executemany(
-                    "INSERT INTO entries VALUES (?,?,?,?,?,?,?)",
-                    [
-                        (size + i, e.data, e.received_us, e.actor, e.action, e.resource, e.outcome)
-                        for i, e in enumerate(entries)
-                    ],
-                )
+                rows = [
+                    (size + i, e.data, e.received_us, e.actor, e.action, e.resource, e.outcome)
+                    for i, e in enumerate(entries)
+                ]
+                try:
+                    con.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?)", rows)
+                except sqlite3.IntegrityError as e:  # not the caller's conflict: tampering
+                    raise IntegrityError(
+                        f"log {self.info.path}: entries exist beyond the head's size {size}"
+                    ) from e
                 done = builder.add([e.leaf for e in entries])
                 con.executemany(
                     "INSERT OR REPLACE INTO tiles VALUES (?,?,?)",
@@ -355,7 +408,9 @@ class SqliteLogStore(LogStore):
             rows = (
                 self._read()
                 .execute(
-                    "SELECT data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+                    "SELECT CAST(data AS BLOB) FROM entries WHERE idx >= ? AND idx < ?"
+                    " ORDER BY idx",
+                    (start, end),
                 )
                 .fetchall()
             )
@@ -373,7 +428,7 @@ class SqliteLogStore(LogStore):
             while pos < stop:
                 with _translated(f"read {self.info.path}"):
                     rows = con.execute(
-                        "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ?"
+                        "SELECT idx, CAST(data AS BLOB) FROM entries WHERE idx >= ? AND idx < ?"
                         " ORDER BY idx LIMIT 65536",
                         (pos, stop),
                     ).fetchall()
@@ -383,6 +438,50 @@ class SqliteLogStore(LogStore):
                 pos = rows[-1][0] + 1
         finally:
             con.close()
+
+    def scan_rows(self, start: int = 0, end: int | None = None) -> Iterator[list[StoredRow]]:
+        with _translated(f"read {self.info.path}"):
+            con = self._connect(self.path)
+        try:
+            stop = end if end is not None else 1 << 62
+            pos = start
+            while pos < stop:
+                with _translated(f"read {self.info.path}"):
+                    rows = con.execute(
+                        "SELECT idx, CAST(data AS BLOB), received_us, actor, action, resource,"
+                        " outcome FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT 16384",
+                        (pos, stop),
+                    ).fetchall()
+                if not rows:
+                    break
+                yield [(r[0], bytes(r[1]), *r[2:]) for r in rows]
+                pos = rows[-1][0] + 1
+        finally:
+            con.close()
+
+    def extents(self) -> Extents:
+        with (
+            _translated(f"read {self.info.path}"),
+            contextlib.closing(self._connect(self.path)) as con,
+        ):
+            con.execute("BEGIN")  # one snapshot for all of it
+            try:
+                (size,) = con.execute("SELECT size FROM head").fetchone()
+                (last_entry,) = con.execute("SELECT max(idx) FROM entries").fetchone()
+                (last_cp,) = con.execute("SELECT max(size) FROM checkpoints").fetchone()
+                (top,) = con.execute("SELECT max(level) FROM tiles").fetchone()
+                tiles: dict[int, tuple[int, int]] = {}
+                for level in range(top + 1 if top is not None else 0):
+                    row = con.execute(
+                        "SELECT idx, length(CAST(data AS BLOB)) / 32 FROM tiles"
+                        " WHERE level = ? ORDER BY idx DESC LIMIT 1",
+                        (level,),
+                    ).fetchone()
+                    if row is not None:
+                        tiles[level] = (row[0], row[1])
+            finally:
+                con.execute("COMMIT")
+        return Extents(size, last_entry, last_cp, tiles)
 
     def query(self, q: Query) -> Iterator[tuple[int, bytes]]:
         where = ["idx >= ?"]
@@ -398,7 +497,9 @@ class SqliteLogStore(LogStore):
             if v is not None:
                 where.append(f"{col} = ?")
                 args.append(v)
-        sql = f"SELECT idx, data FROM entries WHERE {' AND '.join(where)} ORDER BY idx"
+        sql = (
+            f"SELECT idx, CAST(data AS BLOB) FROM entries WHERE {' AND '.join(where)} ORDER BY idx"
+        )
         if q.limit is not None:
             sql += " LIMIT ?"
             args.append(q.limit)
@@ -415,7 +516,9 @@ class SqliteLogStore(LogStore):
         with _translated(f"read {self.info.path}"):
             row = (
                 self._read()
-                .execute("SELECT data FROM tiles WHERE level=? AND idx=?", (level, index))
+                .execute(
+                    "SELECT CAST(data AS BLOB) FROM tiles WHERE level=? AND idx=?", (level, index)
+                )
                 .fetchone()
             )
         return bytes(row[0]) if row else None
@@ -425,7 +528,9 @@ class SqliteLogStore(LogStore):
             con = self._connect(self.path)
         try:
             with _translated(f"read {self.info.path}"):
-                cur = con.execute("SELECT level, idx, data FROM tiles ORDER BY level, idx")
+                cur = con.execute(
+                    "SELECT level, idx, CAST(data AS BLOB) FROM tiles ORDER BY level, idx"
+                )
                 while rows := cur.fetchmany(1024):
                     for level, idx, data in rows:
                         yield level, idx, bytes(data)
@@ -493,16 +598,25 @@ class SqliteLogStore(LogStore):
 
 
 class SqliteControlStore(ControlStore):
-    def __init__(self, path: Path) -> None:
-        if not path.exists():
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        if not read_only and not path.exists():
             _create_file(path)
         self._lock = threading.Lock()
         with _translated("open control database"):
-            self._con = _connect(path)
+            self._con = _connect(path, read_only=read_only)
+            if read_only:
+                return
             self._con.executescript(_CONTROL_SCHEMA)
             cols = {r[1] for r in self._con.execute("PRAGMA table_info(api_keys)")}
             if "log" not in cols:  # data directories from before keys had a log
                 self._con.execute("ALTER TABLE api_keys ADD COLUMN log TEXT")
+            cols = {r[1] for r in self._con.execute("PRAGMA table_info(logs)")}
+            for col, decl in (
+                ("quarantined", "TEXT"),
+                ("signed_size", "INTEGER NOT NULL DEFAULT 0"),
+            ):
+                if col not in cols:  # data directories from before quarantine
+                    self._con.execute(f"ALTER TABLE logs ADD COLUMN {col} {decl}")
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
         with self._lock, _translated("control database"):
@@ -595,9 +709,24 @@ class SqliteControlStore(ControlStore):
     def set_setting(self, key: str, value: str) -> None:
         self._exec("INSERT OR REPLACE INTO settings VALUES (?,?)", (key, value))
 
-    def create_tenant(self, record: TenantRecord) -> None:
-        try:
-            self._exec(
+    def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Several statements, all or nothing."""
+        with self._lock, _translated("control database"):
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._con.execute(sql, args)
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _insert_tenant(
+        record: TenantRecord, key: SigningKeyRecord | None
+    ) -> list[tuple[str, Sequence[Any]]]:
+        out: list[tuple[str, Sequence[Any]]] = [
+            (
                 "INSERT INTO tenants VALUES (?,?,?,?,?)",
                 (
                     record.name,
@@ -607,6 +736,29 @@ class SqliteControlStore(ControlStore):
                     record.public_key,
                 ),
             )
+        ]
+        if key is not None:
+            out.append(
+                (
+                    "INSERT INTO signing_keys VALUES (?,?,?,?,?,?,?)",
+                    (
+                        key.tenant,
+                        key.fingerprint,
+                        key.kind,
+                        key.ref,
+                        key.public_key,
+                        key.created_us,
+                        key.retired_us,
+                    ),
+                )
+            )
+        return out
+
+    def create_tenant(self, record: TenantRecord, key: SigningKeyRecord | None = None) -> None:
+        if self.get_tenant(record.name) is not None:
+            raise ConflictError(f"tenant {record.name!r} already exists")
+        try:
+            self._transaction(self._insert_tenant(record, key))
         except ConflictError as e:
             raise ConflictError(f"tenant {record.name!r} already exists") from e
 
@@ -621,12 +773,20 @@ class SqliteControlStore(ControlStore):
     def list_tenants(self) -> list[TenantRecord]:
         return [self._tenant(r) for r in self._all("SELECT * FROM tenants ORDER BY name")]
 
-    def create_log(self, info: LogInfo) -> None:
-        if self.get_tenant(info.tenant) is None:
+    def create_log(
+        self, info: LogInfo, new_tenant: tuple[TenantRecord, SigningKeyRecord] | None = None
+    ) -> None:
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if new_tenant is not None:
+            if self.get_tenant(info.tenant) is not None:
+                raise ConflictError(f"tenant {info.tenant!r} already exists")
+            statements = self._insert_tenant(*new_tenant)
+        elif self.get_tenant(info.tenant) is None:
             raise NotFoundError(f"tenant {info.tenant!r} does not exist")
-        try:
-            self._exec(
-                "INSERT INTO logs VALUES (?,?,?,?,?,?,?)",
+        statements.append(
+            (
+                "INSERT INTO logs (tenant, name, origin, durability, created_us, indexes, public)"
+                " VALUES (?,?,?,?,?,?,?)",
                 (
                     info.tenant,
                     info.name,
@@ -637,6 +797,9 @@ class SqliteControlStore(ControlStore):
                     int(info.public),
                 ),
             )
+        )
+        try:
+            self._transaction(statements)
         except ConflictError as e:
             raise ConflictError(f"log {info.path!r} already exists") from e
 
@@ -650,7 +813,43 @@ class SqliteControlStore(ControlStore):
             row[4],
             parse_indexes(row[5]),
             bool(row[6]),
+            row[7] if len(row) > 7 else None,  # a read-only copy from before quarantine
         )
+
+    def set_log_quarantined(self, tenant: str, name: str, reason: str | None) -> None:
+        if self.get_log(tenant, name) is None:
+            raise NotFoundError(f"log {tenant}/{name} does not exist")
+        self._exec(
+            "UPDATE logs SET quarantined=? WHERE tenant=? AND name=?", (reason, tenant, name)
+        )
+
+    def delete_log(self, tenant: str, name: str) -> None:
+        path = f"{tenant}/{name}"
+        self._transaction(
+            [
+                ("DELETE FROM logs WHERE tenant=? AND name=?", (tenant, name)),
+                ("DELETE FROM cosignatures WHERE tenant=? AND log=?", (tenant, name)),
+                (
+                    "DELETE FROM settings WHERE key IN (?,?,?)",
+                    (f"witnesses:{path}", f"witnesses_from:{path}", f"witness_status:{path}"),
+                ),
+            ]
+        )
+
+    def record_log_size(self, tenant: str, name: str, size: int) -> None:
+        self._exec(
+            "UPDATE logs SET signed_size=max(signed_size, ?) WHERE tenant=? AND name=?",
+            (size, tenant, name),
+        )
+
+    def log_size(self, tenant: str, name: str) -> int:
+        try:
+            row = self._one(
+                "SELECT signed_size FROM logs WHERE tenant=? AND name=?", (tenant, name)
+            )
+        except LogUnavailableError:  # a read-only copy from before sizes were recorded
+            return 0
+        return int(row[0]) if row else 0
 
     def get_log(self, tenant: str, name: str) -> LogInfo | None:
         row = self._one("SELECT * FROM logs WHERE tenant=? AND name=?", (tenant, name))
@@ -732,35 +931,80 @@ class SqliteControlStore(ControlStore):
 
 
 class SqliteDriver(Driver):
-    """``<root>/control.db`` and ``<root>/logs/<tenant>/<log>.db``."""
+    """``<root>/control.db`` and ``<root>/logs/<tenant>/<log>.db``.
+
+    ``read_only``: nothing is ever written (a read-only copy, a full disk).
+    ``connect``/``fsync``: see SqliteLogStore (log databases only)."""
 
     def __init__(
         self,
         root: Path,
         connect: Connect | None = None,
         fsync: Callable[[Path], None] | None = None,
+        read_only: bool = False,
     ) -> None:
-        """``connect``/``fsync``: see SqliteLogStore (log databases only)."""
         self.root = root
+        self.read_only = read_only
         self._control: SqliteControlStore | None = None
         self._connect = connect
         self._fsync = fsync
 
     def control(self) -> ControlStore:
         if self._control is None:
-            self._control = SqliteControlStore(self.root / "control.db")
+            self._control = SqliteControlStore(self.root / "control.db", self.read_only)
         return self._control
 
     def log_path(self, info: LogInfo) -> Path:
         return self.root / "logs" / info.tenant / f"{info.name}.db"
 
-    def open_log(self, info: LogInfo) -> LogStore:
+    def _writable(self) -> None:
+        if self.read_only:
+            raise InvalidRequestError(f"{self.root} is open read-only")
+
+    def create_log(self, info: LogInfo) -> bool:
+        self._writable()
         path = self.log_path(info)
-        for d in (path.parent.parent, path.parent):
-            if not d.is_dir():
-                d.mkdir(mode=0o700, exist_ok=True)
-                os.chmod(d, 0o700)
-        return SqliteLogStore(path, info, self._connect, self._fsync)
+        try:
+            created = _create_file(path)
+        except OSError as e:
+            raise LogUnavailableError(
+                f"cannot create the storage of log {info.path}: {e.strerror}"
+            ) from e
+        if not created and path.stat().st_size > 0:
+            existing = SqliteLogStore(path, info, self._connect, self._fsync, read_only=True)
+            with contextlib.closing(existing) as old:
+                if old.head().size or old.extents().last_entry is not None:
+                    raise ConflictError(
+                        f"log {info.path}: a database holding entries exists at "
+                        f"logs/{info.tenant}/{path.name} without a record; move it away first"
+                    )
+        # the schema, committed with synchronous=FULL
+        SqliteLogStore(path, info, self._connect, self._fsync).close()
+        return created
+
+    def open_log(self, info: LogInfo) -> LogStore:
+        return SqliteLogStore(self.log_path(info), info, self._connect, self._fsync, self.read_only)
+
+    def _files(self, info: LogInfo) -> list[Path]:
+        path = self.log_path(info)
+        return [Path(str(path) + s) for s in ("", "-wal", "-shm", ".lock")]
+
+    def drop_log(self, info: LogInfo) -> None:
+        self._writable()
+        for f in self._files(info):
+            f.unlink(missing_ok=True)
+        fsync_dir(self.log_path(info).parent)
+
+    def retire_log(self, info: LogInfo) -> str:
+        self._writable()
+        dest = self.root / "deleted" / info.tenant / f"{info.name}.{now_us()}"
+        make_dirs(dest)
+        for f in self._files(info):
+            if f.exists():
+                os.replace(f, dest / f.name)
+        fsync_dir(dest)
+        fsync_dir(self.log_path(info).parent)
+        return str(dest.relative_to(self.root))
 
     def close(self) -> None:
         if self._control is not None:
