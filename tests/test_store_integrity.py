@@ -546,3 +546,28 @@ def test_the_audit_derives_exactly_the_columns_appends_store(
         changed = e.received_us + 1 if i == 0 else (None if stored[i] else "x")
         bad = column_mismatch(e.data, (*stored[:i], changed, *stored[i + 1 :]))
         assert bad is not None and bad[0] == name
+
+
+def test_an_append_during_a_check_is_no_rollback(
+    il: Ironlog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded signed size grows right after a commit, in another thread
+    (or worker): a check that read the head just before must not call that a
+    rollback (seen as a false integrity failure under two workers)."""
+    from ironlog.audit import audit_log
+
+    il.create_log("race", "l", create_tenant=True)
+    lg = il.log("race", "l")
+    for i in range(3):
+        lg.append(prepare_object({"i": i}, 1, "t"))
+    real_head = lg.store.head
+
+    def head_then_a_commit() -> object:
+        head = real_head()
+        lg.known_size = head.size + 1  # a commit recorded just after the head was read
+        return head
+
+    monkeypatch.setattr(lg.store, "head", head_then_a_commit)
+    assert audit_log(lg).ok
+    lg.known_size = 3
+    lg.check_head()  # raises IntegrityError if fooled

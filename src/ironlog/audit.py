@@ -97,6 +97,9 @@ def _audit(
     lg: Log, report: AuditReport, progress: Callable[[int], None], resume: TileBuilder | None
 ) -> None:
     store = lg.store
+    # The recorded signed size only grows, and only after the head did: read it
+    # first, or an append between the two reads looks like a rollback.
+    known_size = lg.known_size
     head = store.head()
     report.size = size = head.size
     builder = TileBuilder() if resume is None else TileBuilder(resume.size, resume.partial_data())
@@ -243,12 +246,12 @@ def _audit(
             raise _Stop(Problem("head", lg.info.path, "differs from its signed checkpoint"))
     if column_problem is not None:
         raise _Stop(column_problem)
-    if size < lg.known_size:
+    if size < known_size:
         raise _Stop(
             Problem(
                 "head",
                 lg.info.path,
-                f"rolled back: it had signed a checkpoint of size {lg.known_size} "
+                f"rolled back: it had signed a checkpoint of size {known_size} "
                 f"but holds {size} entries",
             )
         )

@@ -427,11 +427,12 @@ class Log:
         latest signed checkpoint (the head's, or an older one while the head
         awaits its signature) must be of a tree the log holds."""
         where = f"log {self.info.path}"
-        latest = self.store.latest_checkpoint()  # before the head, which only grows
+        known_size = self.known_size  # these only grow, after the head did:
+        latest = self.store.latest_checkpoint()  # read them before the head
         head = self.store.head()
-        if head.size < self.known_size:
+        if head.size < known_size:
             raise IntegrityError(
-                f"{where}: rolled back: it had signed a checkpoint of size {self.known_size} "
+                f"{where}: rolled back: it had signed a checkpoint of size {known_size} "
                 f"but its database holds {head.size} entries (restored from an older copy?)"
             )
         problem = beyond_head(self.store)
