@@ -225,7 +225,7 @@ def log_info(ctx: click.Context, path: str) -> None:
 def log_public(ctx: click.Context, path: str, public: bool) -> None:
     """Make TENANT/LOG's tlog-tiles and checkpoint public, or private again."""
     tenant, _, name = _split(path)
-    _open(ctx).control.set_log_public(tenant, name, public)
+    _open(ctx).set_log_public(tenant, name, public)  # recorded in the tenant's system log
     click.echo(f"{path}: {'public' if public else 'private'}")
 
 
@@ -681,9 +681,7 @@ def tenant_list(ctx: click.Context) -> None:
 
 
 def _set_disabled(ctx: click.Context, name: str, disabled: bool) -> None:
-    il = _open(ctx)
-    il.tenant(name)
-    il.control.set_tenant_disabled(name, disabled)
+    _open(ctx).set_tenant_disabled(name, disabled)  # recorded in the tenant's system log
 
 
 @tenant_group.command("disable")
@@ -880,7 +878,8 @@ def key_list(ctx: click.Context, tenant: str) -> None:
 @_errors
 def key_rotate(ctx: click.Context, tenant: str, key_id: str, old_expires_in: int | None) -> None:
     """A new key with the same scopes as KEY_ID; the secret is printed once."""
-    secret, rec = KeyManager(_open(ctx).control).rotate(key_id, tenant, old_expires_in)
+    il = _open(ctx)
+    secret, rec = KeyManager(il.control, record=il.record).rotate(key_id, tenant, old_expires_in)
     click.echo(f"key id: {rec.key_id} replaces {key_id}  scopes: {','.join(rec.scopes)}", err=True)
     click.echo(secret)
 
