@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
+
 from ironlog.instance import Ironlog
+from ironlog.note import CosignatureSigner
 from ironlog.store.base import Query
 from tests.conftest import BIN
+from tests.server import run_server
+
+
+def _wkey() -> str:
+    """A witness's cosignature/v1 verifier key."""
+    return CosignatureSigner.generate("w.example/w1").vkey()
 
 
 def _cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +66,60 @@ def test_every_host_cli_act_on_a_tenant_is_in_its_system_log(tmp_path: Path) -> 
         assert len(after) == before + 1, (args, after[before:])
         got = after[-1]
         assert got[:2] == want[:2] and (not want[2] or got[2] == want[2]), (args, got)
+
+
+def _tamper_control(data: Path, sql: str, *args: object) -> None:
+    con = sqlite3.connect(data / "control.db")
+    with con:
+        con.execute(sql, args)
+    con.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("witnesses:demo/events", "{not json"),
+        ("witnesses:demo/events", '{"witnesses": 5}'),
+        ("witnesses_from:demo/events", "x"),
+        ("witnesses_from:demo/events", "-3"),
+        ("witness_status:demo/events", "[1, 2"),
+        ("witness_status:demo/events", "7"),
+    ],
+)
+def test_tampered_witness_settings_in_control_db_are_named_not_500(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """Someone with the database files edits a log's witness settings in
+    control.db: every endpoint that reads them refuses with the reason (never
+    a 500, not even on the unauthenticated checkpoint of a public log) and
+    ``ironlog verify`` names it."""
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.demo) as c:
+        assert c.post("/v1/logs/demo/events/entries", json={"a": 1}).status_code == 201
+        with s.client(s.operator) as op:
+            admin = op.post("/v1/tenants/demo/keys", json={"scopes": "admin"}).json()["key"]
+        with s.client(admin) as a:
+            r = a.post("/v1/tenants/demo/logs/events/public", json={"public": True})
+            assert r.status_code == 200
+            # a policy with witnesses, so that every setting is read
+            _tamper_control(
+                data, "INSERT OR REPLACE INTO settings VALUES (?, ?)",
+                "witnesses:demo/events",
+                json.dumps({"witnesses": [{"vkey": _wkey(), "url": "https://w.example/"}]}),
+            )  # fmt: skip
+            _tamper_control(data, "INSERT OR REPLACE INTO settings VALUES (?, ?)", key, value)
+            time.sleep(1.2)  # past the open-log cache
+            with s.client() as anon:
+                answers = [
+                    a.get("/v1/logs/demo/events"),
+                    a.get("/v1/tenants/demo/logs"),
+                    anon.get("/logs/demo/events/checkpoint"),
+                    c.post("/v1/logs/demo/events/entries?witnessed=true&witness_timeout=1",
+                           json={"b": 2}),
+                ]  # fmt: skip
+            for r in answers:
+                assert r.status_code != 500, (r.request.url, r.text)
+            named = [r for r in answers if "control.db" in r.text]
+            assert named and all(r.status_code == 503 for r in named), [r.text for r in answers]
+    r = _cli(data, "verify", "demo/events")
+    assert r.returncode == 1 and "control.db" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -624,6 +624,7 @@ def verify(ctx: click.Context, path: str | None, all_: bool, quiet: bool) -> Non
     for p in targets:
         try:  # one log that cannot be opened does not stop the others
             lg = il.log_by_path(p)
+            il.check_log_settings(lg.info.tenant, lg.info.name)  # its witness settings
             total = lg.head().size
         except IronlogError as e:
             failed += 1

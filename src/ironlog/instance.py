@@ -21,6 +21,7 @@ from ironlog.errors import (
     ConfigurationError,
     ConflictError,
     FormatError,
+    IntegrityError,
     InvalidRequestError,
     IronlogError,
     LogQuarantinedError,
@@ -29,6 +30,7 @@ from ironlog.errors import (
 )
 from ironlog.keys import MasterKey, create_master_key, load_master_key
 from ironlog.note import NoteSigner, Signer, check_key_name
+from ironlog.numparse import parse_int
 from ironlog.policy import WitnessPolicy, parse_policy
 from ironlog.signers import KeyRing, Pkcs11Ref, Pkcs11Signer, fingerprint, pkcs11_generate
 from ironlog.store.base import (
@@ -521,7 +523,7 @@ class Ironlog:
         policy = self.witness_policy(tenant, name)
         if policy is None or not policy.witnesses:
             return lg.checkpoint()
-        floor = int(self.control.get_setting(f"witnesses_from:{tenant}/{name}") or 0)
+        floor = self._witnesses_from(tenant, name)
         witnessed = self.witnessed_checkpoint(tenant, name, floor, policy)
         if witnessed is not None:
             return witnessed[1]
@@ -529,7 +531,26 @@ class Ironlog:
 
     def witness_policy(self, tenant: str, name: str) -> WitnessPolicy | None:
         raw = self.control.get_setting(f"witnesses:{tenant}/{name}")
-        return parse_policy(json.loads(raw)) if raw else None
+        if not raw:
+            return None
+        try:
+            return parse_policy(json.loads(raw))
+        except (ValueError, IronlogError) as e:
+            raise _bad_setting(tenant, name, "witness policy") from e
+
+    def _witnesses_from(self, tenant: str, name: str) -> int:
+        raw = self.control.get_setting(f"witnesses_from:{tenant}/{name}") or "0"
+        try:
+            return parse_int(raw, "witnesses_from", error=IntegrityError)
+        except IntegrityError as e:
+            raise _bad_setting(tenant, name, "witnessed-size floor") from e
+
+    def check_log_settings(self, tenant: str, name: str) -> None:
+        """IntegrityError naming control.db if the log's witness settings there
+        cannot be read (edited by someone with the files)."""
+        self.witness_policy(tenant, name)
+        self._witnesses_from(tenant, name)
+        self.witness_status(tenant, name)
 
     def describe_log(self, lg: Log, witnesses: bool = True) -> dict[str, Any]:
         """What ``GET /v1/logs/{t}/{l}`` answers and ``ironlog log info`` prints:
@@ -558,7 +579,12 @@ class Ironlog:
 
     def witness_status(self, tenant: str, name: str) -> dict[str, Any]:
         raw = self.control.get_setting(f"witness_status:{tenant}/{name}")
-        out: dict[str, Any] = json.loads(raw) if raw else {}
+        try:
+            out: object = json.loads(raw) if raw else {}
+        except ValueError:
+            out = None
+        if not isinstance(out, dict):
+            raise _bad_setting(tenant, name, "witness status")
         return out
 
     def witnessed_checkpoint(
@@ -598,3 +624,10 @@ class Ironlog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bad_setting(tenant: str, name: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"control.db: the {what} of log {tenant}/{name} cannot be read (edited outside "
+        "ironlog?); its tenant's admin can set the witnesses again"
+    )
