@@ -123,3 +123,51 @@ def test_tampered_witness_settings_in_control_db_are_named_not_500(
             assert named and all(r.status_code == 503 for r in named), [r.text for r in answers]
     r = _cli(data, "verify", "demo/events")
     assert r.returncode == 1 and "control.db" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["durability='bogus'", "indexes='bogus,actor'", "signed_size='abc'", "signed_size=-5"],
+)
+def test_one_log_row_edited_in_control_db_does_not_hide_the_others(
+    tmp_path: Path, change: str
+) -> None:
+    """Someone with the database files breaks one log's row in control.db: that
+    log is refused with a reason naming control.db, and every loop over logs
+    (listings, /v1/integrity, verify --all) still reaches the others."""
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.demo) as c:
+        demo = s.demo
+        assert c.post("/v1/logs/demo/events/entries", json={"a": 1}).status_code == 201
+        with s.client(s.operator) as op:
+            admin = op.post("/v1/tenants/demo/keys", json={"scopes": "admin"}).json()["key"]
+        with s.client(admin) as a:
+            assert a.post("/v1/tenants/demo/logs", json={"name": "zz"}).status_code == 201
+    _tamper_control(data, f"UPDATE logs SET {change} WHERE tenant='demo' AND name='events'")
+    with run_server(data) as s, s.client(admin) as a, s.client(demo) as c:
+        r = c.post("/v1/logs/demo/events/entries", json={"b": 2})
+        assert r.status_code == 503 and "control.db" in r.text, r.text
+        assert a.get("/v1/logs/demo/events").status_code == 503
+        r = a.get("/v1/tenants/demo/logs")
+        assert r.status_code == 200, r.text
+        rows = {x["name"]: x for x in r.json()["logs"]}
+        assert rows["zz"]["healthy"] and not rows["events"]["healthy"]
+        assert "control.db" in rows["events"]["unhealthy_reason"]
+        assert a.get("/v1/logs/demo/zz").status_code == 200
+
+        def flagged() -> bool:
+            r = a.get("/v1/integrity")
+            assert r.status_code == 200, r.text
+            by = {x["log"]: x for x in r.json()["logs"]}
+            return "control.db" in str(by.get("demo/events", {}).get("failure"))
+
+        deadline = time.monotonic() + 20
+        while not flagged():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    r = _cli(data, "verify", "--all")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "FAILED demo/events" in r.stderr and "control.db" in r.stderr
+    assert "ok demo/zz" in r.stdout
+    r = _cli(data, "log", "list")
+    assert r.returncode == 0 and "demo/zz" in r.stdout and "control.db" in r.stdout, r.stderr

@@ -379,6 +379,11 @@ class Ironlog:
                 raise LogQuarantinedError(
                     f"log {info.path} is quarantined by the operator: {info.quarantined}"
                 )
+            if info.damaged is not None:  # never opened with what its row may not mean
+                if lg is not None:
+                    del self._logs[key]
+                    lg.close()
+                raise IntegrityError(f"log {info.path} is refused: {info.damaged}")
             if lg is not None:
                 lg.opened_at = time.monotonic()
                 return lg
