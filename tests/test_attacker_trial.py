@@ -171,3 +171,30 @@ def test_one_log_row_edited_in_control_db_does_not_hide_the_others(
     assert "ok demo/zz" in r.stdout
     r = _cli(data, "log", "list")
     assert r.returncode == 0 and "demo/zz" in r.stdout and "control.db" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize(
+    "change", ["public_key=randomblob(32)", "ref=randomblob(61)", "kind='bogus'"]
+)
+def test_a_signing_key_row_edited_in_control_db_is_refused_not_500(
+    tmp_path: Path, change: str
+) -> None:
+    """Someone with the database files edits a tenant's signing key in
+    control.db: its logs are refused with the reason (503), not a 500."""
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.demo) as c:
+        demo = s.demo
+        assert c.post("/v1/logs/demo/events/entries", json={"a": 1}).status_code == 201
+    _tamper_control(data, f"UPDATE signing_keys SET {change} WHERE tenant='demo'")
+    with run_server(data) as s, s.client(demo) as c:
+        answers = [
+            c.post("/v1/logs/demo/events/entries", json={"b": 2}),
+            c.get("/v1/logs/demo/events"),
+            c.get("/v1/logs/demo/events/entries/0"),
+            c.get("/logs/demo/events/checkpoint"),
+        ]
+    for r in answers:
+        assert r.status_code == 503 and "signing key" in r.text, (r.request.url, r.text)
+    r = _cli(data, "verify", "--all")
+    assert r.returncode == 1 and "FAILED demo/events" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

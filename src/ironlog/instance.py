@@ -266,21 +266,25 @@ class Ironlog:
         self.control.retire_signing_key(tenant, fp, now_us())
 
     def _open_signer(self, rec: SigningKeyRecord, name: str) -> NoteSigner:
+        """The signer of ``rec``; IntegrityError (its logs are refused with the
+        reason, never a 500) if its control.db record is unusable or altered."""
         signer: NoteSigner
-        if rec.kind == "local":
-            seed = self.master.open(rec.ref, b"tenant-key:" + rec.tenant.encode())
-            signer = Signer(name, seed)
-        elif rec.kind == "pkcs11":
-            signer = Pkcs11Signer(name, Pkcs11Ref.loads(rec.ref), rec.public_key)
-        else:
-            raise ConfigurationError(f"unknown signing key kind {rec.kind!r}")
+        where = f"tenant {rec.tenant!r} signing key {rec.fingerprint}"
+        try:
+            if rec.kind == "local":
+                seed = self.master.open(rec.ref, b"tenant-key:" + rec.tenant.encode())
+                signer = Signer(name, seed)
+            elif rec.kind == "pkcs11":
+                signer = Pkcs11Signer(name, Pkcs11Ref.loads(rec.ref), rec.public_key)
+            else:
+                raise IntegrityError(f"{where}: unknown kind {rec.kind!r} in control.db")
+        except (ConfigurationError, FormatError, ValueError) as e:
+            raise IntegrityError(f"{where} cannot be used: {e}") from e
         probe = b"ironlog signing-key self-test\n"
         if signer.public != rec.public_key or not signer.verifier().verify(
             probe, signer.sign(probe)
         ):
-            raise ConfigurationError(
-                f"tenant {rec.tenant!r} signing key {rec.fingerprint} does not match its record"
-            )
+            raise IntegrityError(f"{where} does not match its record in control.db")
         return signer
 
     def tenant(self, name: str) -> TenantRecord:
