@@ -198,3 +198,59 @@ def test_a_signing_key_row_edited_in_control_db_is_refused_not_500(
     r = _cli(data, "verify", "--all")
     assert r.returncode == 1 and "FAILED demo/events" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_cosignature_forged_in_control_db_is_not_served(tmp_path: Path) -> None:
+    """Someone with the database files adds a cosignature row for a log's
+    witness: the server never serves a checkpoint as witnessed on its word;
+    only cosignatures that verify with the witness's key count."""
+    data = tmp_path / "data"
+    w = CosignatureSigner.generate("w.example/w1")
+    with run_server(data) as s, s.client(s.demo) as c:
+        assert c.post("/v1/logs/demo/events/entries", json={"a": 1}).status_code == 201
+        text = c.get("/logs/demo/events/checkpoint").text
+        policy = {"witnesses": [{"vkey": w.vkey(), "url": "https://w.example/"}]}
+        forged = w.cosign("another body\n", 1_700_000_000).line()
+        _tamper_control(
+            data, "INSERT OR REPLACE INTO settings VALUES (?, ?)",
+            "witnesses:demo/events", json.dumps(policy),
+        )  # fmt: skip
+        _tamper_control(
+            data, "INSERT INTO cosignatures VALUES ('demo', 'events', 1, ?, ?, ?)",
+            w.name, text, forged,
+        )  # fmt: skip
+        time.sleep(1.2)
+        r = c.get("/logs/demo/events/checkpoint")
+        assert forged.strip() not in r.text, r.text
+        assert r.status_code == 404 and "no witnessed checkpoint" in r.text, r.text
+        # a real cosignature of that checkpoint does count
+        from ironlog.note import parse_note
+
+        body = parse_note(text).text
+        good = w.cosign(body, 1_700_000_001).line()
+        _tamper_control(data, "UPDATE cosignatures SET line=?", good)
+        r = c.get("/logs/demo/events/checkpoint")
+        assert r.status_code == 200 and r.text == text + good, r.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4 of 169.254.169.254
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1
+    ],
+)
+def test_witness_urls_embedding_an_internal_ipv4_are_refused(tmp_path: Path, url: str) -> None:
+    """A tenant admin (SSRF): an IPv6 address that carries an internal IPv4
+    address (6to4, Teredo) is refused like the IPv4 address itself."""
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.operator) as op:
+        assert op.post("/v1/tenants/demo/witnessing", json={"enabled": True}).status_code == 200
+        admin = op.post("/v1/tenants/demo/keys", json={"scopes": "admin"}).json()["key"]
+        with s.client(admin) as a:
+            r = a.put(
+                "/v1/tenants/demo/logs/events/witnesses",
+                json={"witnesses": [{"vkey": _wkey(), "url": url}]},
+            )
+    assert r.status_code == 400 and "does not allow" in r.text, r.text

@@ -27,9 +27,17 @@ from ironlog.errors import (
     LogQuarantinedError,
     NotFoundError,
     PermissionDeniedError,
+    VerificationError,
 )
 from ironlog.keys import MasterKey, create_master_key, load_master_key
-from ironlog.note import NoteSigner, Signer, check_key_name
+from ironlog.note import (
+    NoteSigner,
+    Signer,
+    Verifier,
+    check_key_name,
+    parse_note,
+    verify_cosignature,
+)
 from ironlog.numparse import parse_int
 from ironlog.policy import WitnessPolicy, parse_policy
 from ironlog.signers import KeyRing, Pkcs11Ref, Pkcs11Signer, fingerprint, pkcs11_generate
@@ -612,7 +620,14 @@ class Ironlog:
             text = store.checkpoint(size)
             # Only cosignatures of the checkpoint the log holds now count: after
             # a rollback or fork, old cosignatures are of another tree.
-            lines = {w: line for w, (cp, line) in cosigned[size].items() if cp == text}
+            # And only those that verify with the witness's key: a row added to
+            # control.db by someone with the files is not taken on its word.
+            keys = {w.name: w.verifier for w in policy.witnesses}
+            lines = {
+                w: line
+                for w, (cp, line) in cosigned[size].items()
+                if cp == text and w in keys and _cosigns(text, line, keys[w])
+            }
             if text is not None and policy.satisfied(set(lines)):
                 return size, text + "".join(lines[w] for w in sorted(lines))
         return None
@@ -640,3 +655,13 @@ def _bad_setting(tenant: str, name: str, what: str) -> IntegrityError:
         f"control.db: the {what} of log {tenant}/{name} cannot be read (edited outside "
         "ironlog?); its tenant's admin can set the witnesses again"
     )
+
+
+def _cosigns(checkpoint: str, line: str, witness: Verifier) -> bool:
+    """Is ``line`` a valid cosignature/v1 of the signed note ``checkpoint`` by ``witness``?"""
+    try:
+        note = parse_note(checkpoint + line)
+        sigs = [s for s in note.signatures if (s.name, s.key_id) == (witness.name, witness.key_id)]
+        return any(verify_cosignature(note.text, sig, witness) >= 0 for sig in sigs)
+    except (FormatError, VerificationError):
+        return False
