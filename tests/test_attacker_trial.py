@@ -254,3 +254,27 @@ def test_witness_urls_embedding_an_internal_ipv4_are_refused(tmp_path: Path, url
                 json={"witnesses": [{"vkey": _wkey(), "url": url}]},
             )
     assert r.status_code == 400 and "does not allow" in r.text, r.text
+
+
+def test_an_idempotency_key_reused_for_other_events_is_a_conflict(tmp_path: Path) -> None:
+    """A tenant's appender reuses an idempotency key for a different event:
+    it is told 409 (nothing appended), not 201 with the first request's
+    receipt, which would silently drop the second event.  A true retry still
+    gets the original receipt."""
+    data = tmp_path / "data"
+    url = "/v1/logs/demo/events/entries"
+    with run_server(data) as s, s.client(s.demo) as c:
+        first = c.post(url, json={"a": 1}, headers={"Idempotency-Key": "k1"})
+        assert first.status_code == 201
+        again = c.post(url, json={"a": 1}, headers={"Idempotency-Key": "k1"})
+        assert again.status_code == 201 and again.json()["index"] == first.json()["index"]
+        other = c.post(url, json={"a": 2}, headers={"Idempotency-Key": "k1"})
+        assert other.status_code == 409, other.text
+        assert "idempotency key" in other.json()["error"]["message"]
+        nd = {"Content-Type": "application/x-ndjson", "Idempotency-Key": "k2"}
+        assert c.post(url, content=b'{"a":1}\n{"b":2}\n', headers=nd).status_code == 201
+        r = c.post(url, content=b'{"a":1}\n', headers=nd)  # fewer events
+        assert r.status_code == 409, r.text
+        r = c.post(url, content=b'{"a":1}\n{"b":2}\n', headers=nd)
+        assert r.status_code == 201, r.text
+        assert c.get("/v1/logs/demo/events").json()["size"] == 3
