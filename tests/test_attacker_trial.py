@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ironlog.instance import Ironlog
+from ironlog.errors import InvalidRequestError
+from ironlog.instance import Ironlog, init_data_dir
 from ironlog.note import CosignatureSigner
 from ironlog.store.base import Query
 from tests.conftest import BIN
@@ -278,3 +279,47 @@ def test_an_idempotency_key_reused_for_other_events_is_a_conflict(tmp_path: Path
         r = c.post(url, content=b'{"a":1}\n{"b":2}\n', headers=nd)
         assert r.status_code == 201, r.text
         assert c.get("/v1/logs/demo/events").json()["size"] == 3
+
+
+def test_quarantining_a_tenants_system_log_is_recorded_in_it(tmp_path: Path) -> None:
+    """The operator takes a healthy system log out of service and puts it back:
+    the tenant sees both acts in it afterwards (only a broken system log,
+    which can record nothing, is quarantined unrecorded)."""
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.operator) as op:
+        admin = op.post("/v1/tenants/demo/keys", json={"scopes": "admin"}).json()["key"]
+        r = op.post("/v1/integrity/demo/_system/quarantine", json={"reason": "maintenance"})
+        assert r.status_code == 200, r.text
+        assert op.post("/v1/integrity/demo/_system/release").status_code == 200
+        with s.client(admin) as a:
+            time.sleep(1.2)
+            r = a.get("/v1/logs/demo/_system/entries", params={"limit": 1000})
+            assert r.status_code == 200, r.text
+            acts = [json.loads(e["entry"]) for e in r.json()["entries"]]
+    tail = [(e["action"], e.get("resource"), e["actor"].split(":")[0]) for e in acts[-2:]]
+    assert tail == [
+        ("log.quarantine", "_system", "operator"),
+        ("log.release", "_system", "operator"),
+    ], acts
+
+
+def test_a_tenant_cannot_create_logs_without_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant admin creating logs without end (each one holds files and open
+    descriptors for the life of the process, for every tenant to run out of)
+    is stopped at MAX_TENANT_LOGS, with nothing left behind by the refusal;
+    other tenants are not counted against it."""
+    from ironlog import instance
+
+    monkeypatch.setattr(instance, "MAX_TENANT_LOGS", 4)
+    init_data_dir(tmp_path / "d")
+    with Ironlog(tmp_path / "d") as il:
+        il.create_log("acme", "l0", create_tenant=True)  # with acme/_system: 2
+        il.create_log("acme", "l1")
+        il.create_log("acme", "l2")
+        with pytest.raises(InvalidRequestError, match="at most 4 logs"):
+            il.create_log("acme", "l3")
+        assert [i.name for i in il.list_logs("acme")] == ["_system", "l0", "l1", "l2"]
+        assert not (tmp_path / "d" / "logs" / "acme" / "l3.db").exists()
+        il.create_log("other", "l0", create_tenant=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -52,12 +53,17 @@ from ironlog.store.base import (
 )
 from ironlog.store.sqlite import SqliteDriver
 
+log = logging.getLogger("ironlog.instance")
+
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
 HOST = "host"  # who acts through the ironlog CLI on the service's machine (the operator)
 OPERATOR_LOCK = "operator_locked"  # setting prefix: the tenant locked the operator out of its keys
 WITNESSING = "witnessing"  # setting prefix: the operator allowed the tenant witnesses
 SYSTEM_LOG = "_system"  # each tenant's log of administrative acts (no user name starts with _)
 MAX_TENANT_WITNESSES = 32  # witnesses over all logs of one tenant
+# Logs of one tenant (its system log included): each holds files and open
+# descriptors for the life of the process, which all tenants share.
+MAX_TENANT_LOGS = 1000
 
 
 _DATA_DIR_MARKERS = ("control.db", "master.key")
@@ -338,6 +344,11 @@ class Ironlog:
             "indexes": ",".join(indexes),
             "public": public,
         }
+        existing = self.control.list_logs(tenant)
+        if len(existing) >= MAX_TENANT_LOGS:
+            raise InvalidRequestError(
+                f"a tenant may have at most {MAX_TENANT_LOGS} logs (its system log included)"
+            )
         new_tenant = None
         if self.control.get_tenant(tenant) is None:
             if not create_tenant:
@@ -439,10 +450,16 @@ class Ironlog:
 
     # -- operator actions on broken logs -----------------------------------------------
     def _record_log_act(self, tenant: str, name: str, by: str, action: str, **details: Any) -> None:
-        """Record an act on a log in the tenant's system log, unless the log
-        is the system log itself (broken, it could record nothing)."""
+        """Record an act on a log in the tenant's system log.  On the system log
+        itself, as far as it can still record (a broken one cannot, and must
+        still be quarantinable): an act on a healthy one is never unseen."""
         if name != SYSTEM_LOG:
             self.record(tenant, by, action, resource=name, **details)
+            return
+        try:
+            self.record(tenant, by, action, resource=name, **details)
+        except IronlogError as e:
+            log.warning("%s of %s/%s not recorded in it: %s", action, tenant, name, e)
 
     def quarantine_log(self, tenant: str, name: str, reason: str, by: str = HOST) -> LogInfo:
         """Take a log out of service: it refuses reads and writes with ``reason``
@@ -460,6 +477,10 @@ class Ironlog:
     def release_log(self, tenant: str, name: str, by: str = HOST) -> LogInfo:
         """Put a quarantined log back in service (it is checked again on open)."""
         self.log_info(tenant, name)
+        if name == SYSTEM_LOG:  # it records nothing until it is back in service
+            self.control.set_log_quarantined(tenant, name, None)
+            self._record_log_act(tenant, name, by, "log.release")
+            return self.log_info(tenant, name)
         self._record_log_act(tenant, name, by, "log.release")
         self.control.set_log_quarantined(tenant, name, None)
         return self.log_info(tenant, name)
