@@ -323,3 +323,29 @@ def test_a_tenant_cannot_create_logs_without_bound(
         assert [i.name for i in il.list_logs("acme")] == ["_system", "l0", "l1", "l2"]
         assert not (tmp_path / "d" / "logs" / "acme" / "l3.db").exists()
         il.create_log("other", "l0", create_tenant=True)
+
+
+def test_a_tenant_cannot_pile_up_active_signing_keys(tmp_path: Path) -> None:
+    """A tenant admin rotating its signing key without ever retiring one would
+    make every checkpoint of its logs carry (and every commit compute) one
+    signature per key: at most MAX_ACTIVE_SIGNING_KEYS are active at once."""
+    from ironlog.instance import MAX_ACTIVE_SIGNING_KEYS
+
+    data = tmp_path / "data"
+    with run_server(data) as s, s.client(s.operator) as op:
+        admin = op.post("/v1/tenants/demo/keys", json={"scopes": "admin"}).json()["key"]
+        with s.client(admin) as a:
+            for _ in range(MAX_ACTIVE_SIGNING_KEYS - 1):
+                assert a.post("/v1/tenants/demo/signing-keys/rotate").status_code == 201
+            r = a.post("/v1/tenants/demo/signing-keys/rotate")
+            assert r.status_code == 400 and "retire one first" in r.text, r.text
+            keys = a.get("/v1/tenants/demo/signing-keys").json()["keys"]
+            assert len(keys) == MAX_ACTIVE_SIGNING_KEYS
+            fp = keys[0]["fingerprint"]
+            assert a.post(f"/v1/tenants/demo/signing-keys/{fp}/retire").status_code == 200
+            assert a.post("/v1/tenants/demo/signing-keys/rotate").status_code == 201
+        time.sleep(1.5)  # logs pick up key changes within a second
+        with s.client(s.demo) as c:
+            r = c.post("/v1/logs/demo/events/entries", json={"a": 1})
+            assert r.status_code == 201
+            assert r.json()["checkpoint"].count("— ") == MAX_ACTIVE_SIGNING_KEYS

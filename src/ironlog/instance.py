@@ -64,6 +64,8 @@ MAX_TENANT_WITNESSES = 32  # witnesses over all logs of one tenant
 # Logs of one tenant (its system log included): each holds files and open
 # descriptors for the life of the process, which all tenants share.
 MAX_TENANT_LOGS = 1000
+# Active signing keys of one tenant: each signs every checkpoint of its logs.
+MAX_ACTIVE_SIGNING_KEYS = 4
 
 
 _DATA_DIR_MARKERS = ("control.db", "master.key")
@@ -249,7 +251,12 @@ class Ironlog:
     ) -> SigningKeyRecord:
         """Add a new active key: from now on old and new keys both sign every
         checkpoint, until the old one is retired."""
-        self.signing_keys(tenant)
+        active = [k for k in self.signing_keys(tenant) if k.retired_us is None]
+        if len(active) >= MAX_ACTIVE_SIGNING_KEYS:
+            raise InvalidRequestError(
+                f"tenant {tenant!r} has {len(active)} active signing keys, the most it may have "
+                "(each signs every checkpoint): retire one first"
+            )
         if pkcs11 is not None:
             public = pkcs11_generate(pkcs11)
             rec = SigningKeyRecord(
