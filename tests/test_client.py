@@ -17,6 +17,7 @@ import pytest
 from ironlog.client import AsyncClient, Client, verify_entry
 from ironlog.errors import (
     AuthenticationError,
+    ConflictError,
     ForkError,
     InvalidEntryError,
     NotFoundError,
@@ -55,7 +56,9 @@ def test_client_appends_queries_and_verifies(server: Server, tmp_path: Path) -> 
         b = c.append_many("sdk/app", [{"actor": "bob", "n": i} for i in range(1, 8)])
         assert (b.first_index, b.count, b.checkpoint.checkpoint.size) == (1, 7, 8)
         again = c.append_many("sdk/app", [{"actor": "bob", "n": 99}], idempotency_key="k1")
-        assert again == c.append_many("sdk/app", [{"actor": "x"}], idempotency_key="k1")
+        assert again == c.append_many("sdk/app", [{"actor": "bob", "n": 99}], idempotency_key="k1")
+        with pytest.raises(ConflictError, match="idempotency key 'k1' was used"):
+            c.append_many("sdk/app", [{"actor": "x"}], idempotency_key="k1")  # not a retry
         got = [e.event["n"] for e in c.query("sdk/app", page_size=3)]
         assert got == [0, 1, 2, 3, 4, 5, 6, 7, 99]
         assert [e.index for e in c.query("sdk/app", actor="alice")] == [0]

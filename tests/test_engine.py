@@ -218,8 +218,10 @@ def test_idempotency_keys(il: Ironlog) -> None:
     lg = il.log("acme", "pay")
     r1 = lg.submit([prepare_json(ev(1), now_us(), "t")], True, "k-1").result()
     lg.append(prepare_json(ev(2), now_us(), "t"))
-    again = lg.submit([prepare_json(ev(1, retry=True), now_us(), "t")], True, "k-1").result()
+    again = lg.submit([prepare_json(ev(1), now_us(), "t")], True, "k-1").result()
     assert again == r1  # the original receipt, byte for byte, nothing appended
+    with pytest.raises(ConflictError, match="was used for a request with other events"):
+        lg.submit([prepare_json(ev(1, retry=True), now_us(), "t")], True, "k-1").result()
     assert lg.head().size == 2
     b1 = lg.submit([prepare_json(ev(i), now_us(), "t") for i in range(5)], False, "batch").result()
     b2 = lg.submit([prepare_json(ev(i), now_us(), "t") for i in range(5)], False, "batch").result()

@@ -458,6 +458,14 @@ def _read_commands(out: Path) -> list[list[str]]:
         ["query", "acme/pay", "--actor", "alice"],
         ["log", "list"],
         ["evidence", "export", "acme/pay", "--index", "1", "--output", str(out / "b.json")],
+        # what an auditor reads besides: exact entry bytes, the log's description, keys
+        ["entry", "acme/pay", "1", "--output", str(out / "e1.json")],
+        ["log", "info", "acme/pay"],
+        ["checkpoint", "acme/pay"],
+        ["vkey", "acme/pay"],
+        ["tenant", "keys", "acme"],
+        ["key", "list", "acme"],
+        ["tenant", "list"],
     ]
 
 

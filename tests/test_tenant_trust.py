@@ -300,7 +300,7 @@ def test_one_broken_log_does_not_stop_witnessing_of_others(tmp_path: Path) -> No
         c, _ = _fast_tenant(s, stack, tmp_path)
         _witnessed_appends(c, 2)
         stack.pop_all().close()
-    assert "witnessing: log abroken/app: InvalidRequestError" in s.output
+    assert "witnessing: log abroken/app: IntegrityError: control.db: the witness policy" in s.output
 
 
 # --- item 4: what the operator can do to a tenant, and what the tenant sees ----------------

@@ -207,7 +207,7 @@ def log_info(ctx: click.Context, path: str) -> None:
     """What GET /v1/logs/TENANT/LOG answers, as JSON: origin, keys, size, durability,
     indexes, public, health, witnesses and their status."""
     tenant, _, name = _split(path)
-    il = _open(ctx)
+    il = _open(ctx, read_only=True)  # works on a read-only copy and a full disk
     out = il.describe_log(il.log(tenant, name))
     click.echo(json.dumps(out, indent=1))
 
@@ -225,7 +225,7 @@ def log_info(ctx: click.Context, path: str) -> None:
 def log_public(ctx: click.Context, path: str, public: bool) -> None:
     """Make TENANT/LOG's tlog-tiles and checkpoint public, or private again."""
     tenant, _, name = _split(path)
-    _open(ctx).control.set_log_public(tenant, name, public)
+    _open(ctx).set_log_public(tenant, name, public)  # recorded in the tenant's system log
     click.echo(f"{path}: {'public' if public else 'private'}")
 
 
@@ -515,7 +515,7 @@ def entry(ctx: click.Context, path: str, index: int, output: Path | None) -> Non
     """The exact stored bytes of entry INDEX: what its leaf hash covers, for
     ``ironlog proof verify --entry FILE``."""
     tenant, _, name = _split(path)
-    data = _open(ctx).log(tenant, name).entry(index)
+    data = _open(ctx, read_only=True).log(tenant, name).entry(index)
     _write_bytes(data, output)
     if output is not None and str(output) != "-":
         click.echo(f"wrote entry {index} ({len(data)} bytes) to {output}", err=True)
@@ -624,6 +624,7 @@ def verify(ctx: click.Context, path: str | None, all_: bool, quiet: bool) -> Non
     for p in targets:
         try:  # one log that cannot be opened does not stop the others
             lg = il.log_by_path(p)
+            il.check_log_settings(lg.info.tenant, lg.info.name)  # its witness settings
             total = lg.head().size
         except IronlogError as e:
             failed += 1
@@ -681,9 +682,7 @@ def tenant_list(ctx: click.Context) -> None:
 
 
 def _set_disabled(ctx: click.Context, name: str, disabled: bool) -> None:
-    il = _open(ctx)
-    il.tenant(name)
-    il.control.set_tenant_disabled(name, disabled)
+    _open(ctx).set_tenant_disabled(name, disabled)  # recorded in the tenant's system log
 
 
 @tenant_group.command("disable")
@@ -714,7 +713,7 @@ def tenant_keys(ctx: click.Context, tenant: str) -> None:
     """List TENANT's checkpoint-signing keys (fingerprint, kind, created, retired)."""
     from ironlog.entry import format_time
 
-    for k in _open(ctx).signing_keys(tenant):
+    for k in _open(ctx, read_only=True).signing_keys(tenant):
         retired = format_time(k.retired_us) if k.retired_us else "active"
         click.echo(f"{k.fingerprint}\t{k.kind}\t{format_time(k.created_us)}\t{retired}")
 
@@ -862,7 +861,7 @@ def key_create(
 @_errors
 def key_list(ctx: click.Context, tenant: str) -> None:
     """List TENANT's API keys: id, scopes, name, created, state (never secrets)."""
-    il = _open(ctx)
+    il = _open(ctx, read_only=True)
     il.tenant(tenant)
     for line in _key_rows(KeyManager(il.control).list(tenant)):
         click.echo(line)
@@ -880,7 +879,8 @@ def key_list(ctx: click.Context, tenant: str) -> None:
 @_errors
 def key_rotate(ctx: click.Context, tenant: str, key_id: str, old_expires_in: int | None) -> None:
     """A new key with the same scopes as KEY_ID; the secret is printed once."""
-    secret, rec = KeyManager(_open(ctx).control).rotate(key_id, tenant, old_expires_in)
+    il = _open(ctx)
+    secret, rec = KeyManager(il.control, record=il.record).rotate(key_id, tenant, old_expires_in)
     click.echo(f"key id: {rec.key_id} replaces {key_id}  scopes: {','.join(rec.scopes)}", err=True)
     click.echo(secret)
 
@@ -924,7 +924,7 @@ def operator_key_group() -> None:
 @_errors
 def operator_key_list(ctx: click.Context) -> None:
     """List operator keys (id, scopes, name, created, state); never secrets."""
-    for line in _key_rows(KeyManager(_open(ctx).control).list(None)):
+    for line in _key_rows(KeyManager(_open(ctx, read_only=True).control).list(None)):
         click.echo(line)
 
 

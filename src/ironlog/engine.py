@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass, replace
 
 from ironlog.entry import PreparedEntry
 from ironlog.errors import (
+    ConflictError,
     IntegrityError,
     InvalidRequestError,
     IronlogError,
@@ -223,9 +225,14 @@ class LogWriter:
         first_by_key: dict[str, _Request] = {}
         followers: list[tuple[_Request, _Request]] = []
         unique: list[_Request] = []
+        refused: list[tuple[_Request, Outcome | BaseException]] = []
         for r in batch:
             if r.idem_key is not None and r.idem_key in first_by_key:
-                followers.append((r, first_by_key[r.idem_key]))
+                first = first_by_key[r.idem_key]
+                if not same_events([e.data for e in first.entries], r.entries):
+                    refused.append((r, _reused_key(r.idem_key)))
+                    continue
+                followers.append((r, first))
                 continue
             if r.idem_key is not None:
                 first_by_key[r.idem_key] = r
@@ -233,8 +240,8 @@ class LogWriter:
         outcomes = self._commit_unique(unique)
         by_request = {id(r): o for r, o in zip(unique, outcomes, strict=True)}
         self._answer(
-            unique + [f for f, _ in followers],
-            outcomes + [by_request[id(first)] for _, first in followers],
+            unique + [f for f, _ in followers] + [r for r, _ in refused],
+            outcomes + [by_request[id(first)] for _, first in followers] + [o for _, o in refused],
         )
 
     def _commit_unique(self, batch: list[_Request]) -> list[Outcome | BaseException]:
@@ -248,7 +255,7 @@ class LogWriter:
                 used = set(dup.keys)
                 for r in pending:
                     if r.idem_key in used:
-                        done[id(r)] = self._log.replay(r.idem_key, r.proofs)
+                        done[id(r)] = self._log.replay(r.idem_key, r.proofs, r.entries)
                 pending = [r for r in pending if r.idem_key not in used]
                 if not pending:
                     break
@@ -641,13 +648,19 @@ class Log:
         got = self.wait_signed(receipt.index + 1, self.sign_delay() + 2.0)
         return self.rebase(receipt, *got) if got is not None else None
 
-    def replay(self, key: str | None, proofs: bool) -> Outcome | BaseException:
-        """The original answer to the request that used idempotency ``key``."""
+    def replay(
+        self, key: str | None, proofs: bool, again: Sequence[PreparedEntry] | None = None
+    ) -> Outcome | BaseException:
+        """The original answer to the request that used idempotency ``key``;
+        a ConflictError if ``again`` (the repeated request's entries) holds
+        other events than that request did (a key reused, not a retry)."""
         done = self.store.idempotent(key) if key is not None else None
-        if done is None:
+        if key is None or done is None:
             return LogUnavailableError("idempotency record vanished")
         try:
             entries = self.store.entries(done.first_index, done.first_index + done.count)
+            if again is not None and not same_events(entries, again):
+                return _reused_key(key)
             head = Head(done.size, self.root(done.size), self.store.checkpoint(done.size) or "")
             return self.outcome(done.first_index, entries, head, proofs)
         except IronlogError as e:
@@ -859,3 +872,28 @@ class Log:
         if len(got) < width:
             raise NotFoundError(f"no entry bundle {index} of width {width}")
         return encode_bundle(got)
+
+
+def _event(data: bytes) -> object:
+    """An entry's event as the client sent it: without the time the server added."""
+    obj = json.loads(data)
+    if isinstance(obj, dict):
+        obj.pop("received_at", None)
+    return obj
+
+
+def same_events(stored: Sequence[bytes], again: Sequence[PreparedEntry]) -> bool:
+    """Do ``again`` (a repeated request's entries) carry the events of ``stored``?"""
+    if len(stored) != len(again):
+        return False
+    try:
+        return all(_event(a) == _event(b.data) for a, b in zip(stored, again, strict=True))
+    except ValueError:
+        return False
+
+
+def _reused_key(key: str) -> ConflictError:
+    return ConflictError(
+        f"idempotency key {key[:64]!r} was used for a request with other events: "
+        "nothing was appended (a retry must repeat the same events)"
+    )

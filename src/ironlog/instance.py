@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -21,14 +22,24 @@ from ironlog.errors import (
     ConfigurationError,
     ConflictError,
     FormatError,
+    IntegrityError,
     InvalidRequestError,
     IronlogError,
     LogQuarantinedError,
     NotFoundError,
     PermissionDeniedError,
+    VerificationError,
 )
 from ironlog.keys import MasterKey, create_master_key, load_master_key
-from ironlog.note import NoteSigner, Signer, check_key_name
+from ironlog.note import (
+    NoteSigner,
+    Signer,
+    Verifier,
+    check_key_name,
+    parse_note,
+    verify_cosignature,
+)
+from ironlog.numparse import parse_int
 from ironlog.policy import WitnessPolicy, parse_policy
 from ironlog.signers import KeyRing, Pkcs11Ref, Pkcs11Signer, fingerprint, pkcs11_generate
 from ironlog.store.base import (
@@ -42,12 +53,19 @@ from ironlog.store.base import (
 )
 from ironlog.store.sqlite import SqliteDriver
 
+log = logging.getLogger("ironlog.instance")
+
 DEFAULT_ORIGIN_PREFIX = "ironlog.localhost"
 HOST = "host"  # who acts through the ironlog CLI on the service's machine (the operator)
 OPERATOR_LOCK = "operator_locked"  # setting prefix: the tenant locked the operator out of its keys
 WITNESSING = "witnessing"  # setting prefix: the operator allowed the tenant witnesses
 SYSTEM_LOG = "_system"  # each tenant's log of administrative acts (no user name starts with _)
 MAX_TENANT_WITNESSES = 32  # witnesses over all logs of one tenant
+# Logs of one tenant (its system log included): each holds files and open
+# descriptors for the life of the process, which all tenants share.
+MAX_TENANT_LOGS = 1000
+# Active signing keys of one tenant: each signs every checkpoint of its logs.
+MAX_ACTIVE_SIGNING_KEYS = 4
 
 
 _DATA_DIR_MARKERS = ("control.db", "master.key")
@@ -233,7 +251,12 @@ class Ironlog:
     ) -> SigningKeyRecord:
         """Add a new active key: from now on old and new keys both sign every
         checkpoint, until the old one is retired."""
-        self.signing_keys(tenant)
+        active = [k for k in self.signing_keys(tenant) if k.retired_us is None]
+        if len(active) >= MAX_ACTIVE_SIGNING_KEYS:
+            raise InvalidRequestError(
+                f"tenant {tenant!r} has {len(active)} active signing keys, the most it may have "
+                "(each signs every checkpoint): retire one first"
+            )
         if pkcs11 is not None:
             public = pkcs11_generate(pkcs11)
             rec = SigningKeyRecord(
@@ -264,21 +287,25 @@ class Ironlog:
         self.control.retire_signing_key(tenant, fp, now_us())
 
     def _open_signer(self, rec: SigningKeyRecord, name: str) -> NoteSigner:
+        """The signer of ``rec``; IntegrityError (its logs are refused with the
+        reason, never a 500) if its control.db record is unusable or altered."""
         signer: NoteSigner
-        if rec.kind == "local":
-            seed = self.master.open(rec.ref, b"tenant-key:" + rec.tenant.encode())
-            signer = Signer(name, seed)
-        elif rec.kind == "pkcs11":
-            signer = Pkcs11Signer(name, Pkcs11Ref.loads(rec.ref), rec.public_key)
-        else:
-            raise ConfigurationError(f"unknown signing key kind {rec.kind!r}")
+        where = f"tenant {rec.tenant!r} signing key {rec.fingerprint}"
+        try:
+            if rec.kind == "local":
+                seed = self.master.open(rec.ref, b"tenant-key:" + rec.tenant.encode())
+                signer = Signer(name, seed)
+            elif rec.kind == "pkcs11":
+                signer = Pkcs11Signer(name, Pkcs11Ref.loads(rec.ref), rec.public_key)
+            else:
+                raise IntegrityError(f"{where}: unknown kind {rec.kind!r} in control.db")
+        except (ConfigurationError, FormatError, ValueError) as e:
+            raise IntegrityError(f"{where} cannot be used: {e}") from e
         probe = b"ironlog signing-key self-test\n"
         if signer.public != rec.public_key or not signer.verifier().verify(
             probe, signer.sign(probe)
         ):
-            raise ConfigurationError(
-                f"tenant {rec.tenant!r} signing key {rec.fingerprint} does not match its record"
-            )
+            raise IntegrityError(f"{where} does not match its record in control.db")
         return signer
 
     def tenant(self, name: str) -> TenantRecord:
@@ -324,6 +351,11 @@ class Ironlog:
             "indexes": ",".join(indexes),
             "public": public,
         }
+        existing = self.control.list_logs(tenant)
+        if len(existing) >= MAX_TENANT_LOGS:
+            raise InvalidRequestError(
+                f"a tenant may have at most {MAX_TENANT_LOGS} logs (its system log included)"
+            )
         new_tenant = None
         if self.control.get_tenant(tenant) is None:
             if not create_tenant:
@@ -377,6 +409,11 @@ class Ironlog:
                 raise LogQuarantinedError(
                     f"log {info.path} is quarantined by the operator: {info.quarantined}"
                 )
+            if info.damaged is not None:  # never opened with what its row may not mean
+                if lg is not None:
+                    del self._logs[key]
+                    lg.close()
+                raise IntegrityError(f"log {info.path} is refused: {info.damaged}")
             if lg is not None:
                 lg.opened_at = time.monotonic()
                 return lg
@@ -420,10 +457,16 @@ class Ironlog:
 
     # -- operator actions on broken logs -----------------------------------------------
     def _record_log_act(self, tenant: str, name: str, by: str, action: str, **details: Any) -> None:
-        """Record an act on a log in the tenant's system log, unless the log
-        is the system log itself (broken, it could record nothing)."""
+        """Record an act on a log in the tenant's system log.  On the system log
+        itself, as far as it can still record (a broken one cannot, and must
+        still be quarantinable): an act on a healthy one is never unseen."""
         if name != SYSTEM_LOG:
             self.record(tenant, by, action, resource=name, **details)
+            return
+        try:
+            self.record(tenant, by, action, resource=name, **details)
+        except IronlogError as e:
+            log.warning("%s of %s/%s not recorded in it: %s", action, tenant, name, e)
 
     def quarantine_log(self, tenant: str, name: str, reason: str, by: str = HOST) -> LogInfo:
         """Take a log out of service: it refuses reads and writes with ``reason``
@@ -441,6 +484,10 @@ class Ironlog:
     def release_log(self, tenant: str, name: str, by: str = HOST) -> LogInfo:
         """Put a quarantined log back in service (it is checked again on open)."""
         self.log_info(tenant, name)
+        if name == SYSTEM_LOG:  # it records nothing until it is back in service
+            self.control.set_log_quarantined(tenant, name, None)
+            self._record_log_act(tenant, name, by, "log.release")
+            return self.log_info(tenant, name)
         self._record_log_act(tenant, name, by, "log.release")
         self.control.set_log_quarantined(tenant, name, None)
         return self.log_info(tenant, name)
@@ -521,7 +568,7 @@ class Ironlog:
         policy = self.witness_policy(tenant, name)
         if policy is None or not policy.witnesses:
             return lg.checkpoint()
-        floor = int(self.control.get_setting(f"witnesses_from:{tenant}/{name}") or 0)
+        floor = self._witnesses_from(tenant, name)
         witnessed = self.witnessed_checkpoint(tenant, name, floor, policy)
         if witnessed is not None:
             return witnessed[1]
@@ -529,7 +576,26 @@ class Ironlog:
 
     def witness_policy(self, tenant: str, name: str) -> WitnessPolicy | None:
         raw = self.control.get_setting(f"witnesses:{tenant}/{name}")
-        return parse_policy(json.loads(raw)) if raw else None
+        if not raw:
+            return None
+        try:
+            return parse_policy(json.loads(raw))
+        except (ValueError, IronlogError) as e:
+            raise _bad_setting(tenant, name, "witness policy") from e
+
+    def _witnesses_from(self, tenant: str, name: str) -> int:
+        raw = self.control.get_setting(f"witnesses_from:{tenant}/{name}") or "0"
+        try:
+            return parse_int(raw, "witnesses_from", error=IntegrityError)
+        except IntegrityError as e:
+            raise _bad_setting(tenant, name, "witnessed-size floor") from e
+
+    def check_log_settings(self, tenant: str, name: str) -> None:
+        """IntegrityError naming control.db if the log's witness settings there
+        cannot be read (edited by someone with the files)."""
+        self.witness_policy(tenant, name)
+        self._witnesses_from(tenant, name)
+        self.witness_status(tenant, name)
 
     def describe_log(self, lg: Log, witnesses: bool = True) -> dict[str, Any]:
         """What ``GET /v1/logs/{t}/{l}`` answers and ``ironlog log info`` prints:
@@ -558,7 +624,12 @@ class Ironlog:
 
     def witness_status(self, tenant: str, name: str) -> dict[str, Any]:
         raw = self.control.get_setting(f"witness_status:{tenant}/{name}")
-        out: dict[str, Any] = json.loads(raw) if raw else {}
+        try:
+            out: object = json.loads(raw) if raw else {}
+        except ValueError:
+            out = None
+        if not isinstance(out, dict):
+            raise _bad_setting(tenant, name, "witness status")
         return out
 
     def witnessed_checkpoint(
@@ -577,7 +648,14 @@ class Ironlog:
             text = store.checkpoint(size)
             # Only cosignatures of the checkpoint the log holds now count: after
             # a rollback or fork, old cosignatures are of another tree.
-            lines = {w: line for w, (cp, line) in cosigned[size].items() if cp == text}
+            # And only those that verify with the witness's key: a row added to
+            # control.db by someone with the files is not taken on its word.
+            keys = {w.name: w.verifier for w in policy.witnesses}
+            lines = {
+                w: line
+                for w, (cp, line) in cosigned[size].items()
+                if cp == text and w in keys and _cosigns(text, line, keys[w])
+            }
             if text is not None and policy.satisfied(set(lines)):
                 return size, text + "".join(lines[w] for w in sorted(lines))
         return None
@@ -598,3 +676,20 @@ class Ironlog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bad_setting(tenant: str, name: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"control.db: the {what} of log {tenant}/{name} cannot be read (edited outside "
+        "ironlog?); its tenant's admin can set the witnesses again"
+    )
+
+
+def _cosigns(checkpoint: str, line: str, witness: Verifier) -> bool:
+    """Is ``line`` a valid cosignature/v1 of the signed note ``checkpoint`` by ``witness``?"""
+    try:
+        note = parse_note(checkpoint + line)
+        sigs = [s for s in note.signatures if (s.name, s.key_id) == (witness.name, witness.key_id)]
+        return any(verify_cosignature(note.text, sig, witness) >= 0 for sig in sigs)
+    except (FormatError, VerificationError):
+        return False

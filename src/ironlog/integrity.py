@@ -80,6 +80,7 @@ class IntegrityChecker:
                 self._failed(info.path, str(lg))
                 continue
             try:
+                self.il.check_log_settings(info.tenant, info.name)
                 self.check(info.path)
             except IronlogError as e:
                 self._failed(info.path, str(e))

@@ -47,8 +47,14 @@ class Target:
 
 
 def _public(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _public(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 addresses that carry an IPv4 address: judged by that one too
+        # (mapped, 6to4, Teredo's client and server).
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        embedded = [ip.sixtofour, *(ip.teredo or ())]
+        if any(v4 is not None and not _public(v4) for v4 in embedded):
+            return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 

@@ -124,6 +124,9 @@ class LogInfo:
     indexes: tuple[str, ...] = DEFAULT_INDEXES
     public: bool = False  # tlog-tiles and checkpoint readable without a key
     quarantined: str | None = None  # the operator's reason; None = in service
+    # Why its control.db row cannot be read (edited outside ironlog); None = readable.
+    # Such a log is listed with the reason and refused, never opened.
+    damaged: str | None = None
 
     @property
     def path(self) -> str:

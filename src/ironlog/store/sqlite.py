@@ -28,11 +28,13 @@ from ironlog.errors import (
     ConflictError,
     IntegrityError,
     InvalidRequestError,
+    IronlogError,
     LogUnavailableError,
     NotFoundError,
 )
 from ironlog.merkle import EMPTY_ROOT
 from ironlog.store.base import (
+    DEFAULT_INDEXES,
     ApiKeyRecord,
     BatchResult,
     ControlStore,
@@ -805,15 +807,26 @@ class SqliteControlStore(ControlStore):
 
     @staticmethod
     def _log(row: Any) -> LogInfo:
+        """A log's row; one whose columns do not parse (edited outside ironlog)
+        comes back ``damaged`` with defaults, so that it never stops a listing."""
+        damaged, durability, indexes = None, Durability(), DEFAULT_INDEXES
+        try:
+            durability = Durability.parse(row[3])
+            indexes = parse_indexes(row[5])
+        except (IronlogError, TypeError, ValueError, AttributeError) as e:
+            damaged = f"its durability or indexes column does not parse: {e}"
+        if len(row) > 8 and not _is_size(row[8]):
+            damaged = "its signed_size column is not a size"
         return LogInfo(
             row[0],
             row[1],
             row[2],
-            Durability.parse(row[3]),
+            durability,
             row[4],
-            parse_indexes(row[5]),
+            indexes,
             bool(row[6]),
             row[7] if len(row) > 7 else None,  # a read-only copy from before quarantine
+            damaged=damaged and f"control.db row of log {row[0]}/{row[1]}: {damaged}",
         )
 
     def set_log_quarantined(self, tenant: str, name: str, reason: str | None) -> None:
@@ -849,7 +862,13 @@ class SqliteControlStore(ControlStore):
             )
         except LogUnavailableError:  # a read-only copy from before sizes were recorded
             return 0
-        return int(row[0]) if row else 0
+        if row is None:
+            return 0
+        if not _is_size(row[0]):
+            raise IntegrityError(
+                f"control.db row of log {tenant}/{name}: its signed_size column is not a size"
+            )
+        return int(row[0])
 
     def get_log(self, tenant: str, name: str) -> LogInfo | None:
         row = self._one("SELECT * FROM logs WHERE tenant=? AND name=?", (tenant, name))
@@ -1010,3 +1029,8 @@ class SqliteDriver(Driver):
         if self._control is not None:
             self._control.close()
             self._control = None
+
+
+def _is_size(value: object) -> bool:
+    """A tree size as stored in control.db: a non-negative integer (not text)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
