@@ -458,6 +458,17 @@ def _read_commands(out: Path) -> list[list[str]]:
         ["query", "acme/pay", "--actor", "alice"],
         ["log", "list"],
         ["evidence", "export", "acme/pay", "--index", "1", "--output", str(out / "b.json")],
+        # every other command that only reads: an auditor's copy answers them too
+        ["entry", "acme/pay", "0"],
+        ["entry", "acme/pay", "0", "--output", str(out / "entry0")],
+        ["log", "info", "acme/pay"],
+        ["checkpoint", "acme/pay"],
+        ["vkey", "acme/pay"],
+        ["proof", "acme/pay", "--index", "0"],
+        ["tenant", "list"],
+        ["tenant", "keys", "acme"],
+        ["key", "list", "acme"],
+        ["operator-key", "list"],
     ]
 
 

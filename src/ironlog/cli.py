@@ -207,7 +207,7 @@ def log_info(ctx: click.Context, path: str) -> None:
     """What GET /v1/logs/TENANT/LOG answers, as JSON: origin, keys, size, durability,
     indexes, public, health, witnesses and their status."""
     tenant, _, name = _split(path)
-    il = _open(ctx)
+    il = _open(ctx, read_only=True)
     out = il.describe_log(il.log(tenant, name))
     click.echo(json.dumps(out, indent=1))
 
@@ -515,7 +515,7 @@ def entry(ctx: click.Context, path: str, index: int, output: Path | None) -> Non
     """The exact stored bytes of entry INDEX: what its leaf hash covers, for
     ``ironlog proof verify --entry FILE``."""
     tenant, _, name = _split(path)
-    data = _open(ctx).log(tenant, name).entry(index)
+    data = _open(ctx, read_only=True).log(tenant, name).entry(index)
     _write_bytes(data, output)
     if output is not None and str(output) != "-":
         click.echo(f"wrote entry {index} ({len(data)} bytes) to {output}", err=True)
@@ -714,7 +714,7 @@ def tenant_keys(ctx: click.Context, tenant: str) -> None:
     """List TENANT's checkpoint-signing keys (fingerprint, kind, created, retired)."""
     from ironlog.entry import format_time
 
-    for k in _open(ctx).signing_keys(tenant):
+    for k in _open(ctx, read_only=True).signing_keys(tenant):
         retired = format_time(k.retired_us) if k.retired_us else "active"
         click.echo(f"{k.fingerprint}\t{k.kind}\t{format_time(k.created_us)}\t{retired}")
 
@@ -862,7 +862,7 @@ def key_create(
 @_errors
 def key_list(ctx: click.Context, tenant: str) -> None:
     """List TENANT's API keys: id, scopes, name, created, state (never secrets)."""
-    il = _open(ctx)
+    il = _open(ctx, read_only=True)
     il.tenant(tenant)
     for line in _key_rows(KeyManager(il.control).list(tenant)):
         click.echo(line)
@@ -924,7 +924,7 @@ def operator_key_group() -> None:
 @_errors
 def operator_key_list(ctx: click.Context) -> None:
     """List operator keys (id, scopes, name, created, state); never secrets."""
-    for line in _key_rows(KeyManager(_open(ctx).control).list(None)):
+    for line in _key_rows(KeyManager(_open(ctx, read_only=True).control).list(None)):
         click.echo(line)
 
 
