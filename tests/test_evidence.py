@@ -133,6 +133,9 @@ def test_verify_without_pinned_key_is_not_success(
             assert r.returncode == 3, (cmd, r.stdout, r.stderr)
             assert "RESULT: NOT VERIFIED" in r.stdout and "everything holds" not in r.stdout
             assert "--vkey" in r.stdout and "Traceback" not in r.stderr
+            # Caveats are not marked as checks that passed.
+            assert "NOTE  log key taken from the file itself" in r.stdout
+            assert not [ln for ln in r.stdout.splitlines() if ln.startswith("OK") and "note" in ln]
         # Pinned: the genuine bundle holds, the forged one does not.
         assert subprocess.run([*cmd, str(ev), "--vkey", vkey], capture_output=True).returncode == 0
         r = subprocess.run([*cmd, str(forged), "--vkey", vkey], capture_output=True, text=True)
