@@ -1031,6 +1031,7 @@ def serve(
             setattr(cfg, name, value)
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    cfg.check()  # ranges and TLS files: a bad setting stops here, nothing created
     cfg.add_listeners(listen)
     cfg.add_witness_allow(witness_allow)
     listening = list(cfg.check_listeners(data))  # checks only: nothing created yet
