@@ -242,3 +242,16 @@ def test_a_closed_handler_neither_hangs_the_exit_nor_loses_records(tmp_path: Pat
         assert h.shipper.flush(10)
         h.close()
         assert _seqs(s.url, key, "closed/app") == [0, 1]
+
+
+def test_a_log_that_is_not_tenant_slash_log_is_refused_at_once(tmp_path: Path) -> None:
+    """LogHandler(url, key, "demo-events") raised nothing and then failed every
+    delivery (spooling each record); now the constructor says what is wrong."""
+    from ironlog.errors import InvalidRequestError
+
+    for bad in ("demo-events", "demo/", "/events", "demo/events/x"):
+        with pytest.raises(InvalidRequestError, match="a log is named TENANT/LOG"):
+            LogHandler("http://127.0.0.1:1", "ilk_x", bad, spool_path=tmp_path / "s")
+        with pytest.raises(InvalidRequestError, match="a log is named TENANT/LOG"):
+            StructlogProcessor("http://127.0.0.1:1", "ilk_x", bad, spool_path=tmp_path / "s")
+    assert not (tmp_path / "s").exists()

@@ -38,7 +38,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-from ironlog.client.http import Client
+from ironlog.client.http import Client, _split
 from ironlog.errors import IronlogError, UnreachableError, VerificationError
 
 _RECORD_FIELDS = frozenset(
@@ -158,6 +158,7 @@ class Shipper:
         state_file: Path | str | None = None,
         verify: bool | str = True,
     ) -> None:
+        _split(log)  # a misspelt log name fails here, not at every delivery
         self.log = log
         self.url = url
         self.spool_path = Path(spool_path) if spool_path else default_spool(log)
