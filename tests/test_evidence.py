@@ -41,6 +41,16 @@ def test_export_and_verify(log: tuple[Path, str], tmp_path: Path, pure_python: s
     out = _cli(data, "evidence", "export", "acme/pay", "--output", str(ev), "--index", "1",
                "--index", "3")  # fmt: skip
     assert "2 entries, log-signed checkpoint" in out.stdout
+    # "-" is stdout (the same bundle), not a file named "-".
+    out = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "evidence", "export", "acme/pay",
+         "--output", "-", "--index", "1", "--index", "3"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    same = {**json.loads(out.stdout), "exported_at": None}
+    assert same == {**json.loads(ev.read_text()), "exported_at": None}
+    assert "2 entries" in out.stderr
+    assert not (tmp_path / "-").exists()
     # More entries after the export's checkpoint: a second export shows consistency.
     subprocess.run(
         [str(BIN / "ironlog"), "--data", str(data), "append", "acme/pay"],
