@@ -1281,12 +1281,15 @@ def witness_keygen(name: str, output: Path | None) -> None:
 @_errors
 def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str, port: int) -> None:
     """Serve POST /add-checkpoint and GET /checkpoint/<origin>."""
+    from ironlog.server import ServeConfig, bind_http
     from ironlog.witness import load_key, parse_log, serve
 
     key = load_key(key_file)
     known = dict(parse_log(x) for x in logs)
-    click.echo(f"witness {key.vkey()} on http://{host}:{port} for {', '.join(known)}")
-    serve(wdata, key, known, host, port)
+    cfg = ServeConfig(host=host, port=port)
+    sock = bind_http(cfg)  # a taken port fails here, before anything is printed or created
+    click.echo(f"witness {key.vkey()} on http://{host}:{cfg.port} for {', '.join(known)}")
+    serve(wdata, key, known, host, cfg.port, sock)
 
 
 @main.command()
