@@ -125,6 +125,13 @@ def test_append_query_export(data: Path, tmp_path: Path) -> None:
     assert len(lines) == 62 and json.loads(lines[61])["entry"]["message"] == "another"
     assert os.listdir(target.parent) == ["export.ndjson"]  # no temp file left behind
     run(data, "export", "acme/payments", "--output", str(tmp_path / "nodir" / "x"), ok=False)
+    # "-" is stdout (as for `entry --output -`), not a file named "-".
+    p = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "export", "acme/payments", "-o", "-"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0 and p.stdout.encode().splitlines() == lines, p.stderr
+    assert "exported 62 entries" in p.stderr and not (tmp_path / "-").exists()
 
 
 def test_bad_input_is_rejected_whole(data: Path) -> None:

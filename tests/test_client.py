@@ -74,8 +74,10 @@ def test_client_appends_queries_and_verifies(server: Server, tmp_path: Path) -> 
             c.append("sdk/app", {"received_at": "now"})
         with pytest.raises(NotFoundError):
             c.entry("sdk/app", 500)
-        with pytest.raises(NotFoundError):
-            c.append("sdk/nope", {"a": 1})
+        with pytest.raises(VerificationError, match="no verifier key is pinned for log sdk/nope"):
+            c.append("sdk/nope", {"a": 1})  # refused before sending: nothing could verify it
+    with Client(server.url, key, trust_on_first_use=True) as c, pytest.raises(NotFoundError):
+        c.append("sdk/nope", {"a": 1})
     saved = json.loads(state.read_text())["logs"]["sdk/app"]
     assert saved["vkey"] == vkey and "\n9\n" in saved["checkpoint"]
     # A new client pins from the state file alone; a different key is refused.
@@ -247,3 +249,31 @@ print("verified")
         cwd=tmp_path,
     ).stdout
     assert out.split() == ["tampered:", "VerificationError", "verified"], out
+
+
+def test_no_pinned_key_refuses_before_appending(server: Server, tmp_path: Path) -> None:
+    """Without vkeys= or trust_on_first_use the client cannot verify a receipt:
+    it must say so before sending, not after the entry was appended (a retry
+    with the key would then store the event twice)."""
+    key = tenant_log(server, "nopin")
+
+    def size() -> int:
+        with Client(server.url, key, trust_on_first_use=True) as c:
+            return int(c.log_info("nopin/app")["size"])
+
+    before = size()
+    with Client(server.url, key, state_file=tmp_path / "t.json") as c:
+        with pytest.raises(VerificationError, match="no verifier key is pinned"):
+            c.append("nopin/app", {"actor": "alice"})
+        with pytest.raises(VerificationError, match="no verifier key is pinned"):
+            c.append_many("nopin/app", [{"actor": "bob"}])
+
+    async def run_async() -> None:
+        async with AsyncClient(server.url, key) as ac:
+            with pytest.raises(VerificationError, match="no verifier key is pinned"):
+                await ac.append("nopin/app", {"actor": "carol"})
+            with pytest.raises(VerificationError, match="no verifier key is pinned"):
+                await ac.append_many("nopin/app", [{"actor": "dave"}])
+
+    asyncio.run(run_async())
+    assert size() == before

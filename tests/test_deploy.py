@@ -4,6 +4,7 @@ the server starts with it; the systemd unit is hardened and passes
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -80,3 +81,45 @@ def test_systemd_unit_is_hardened_and_verifies(tmp_path: Path) -> None:
     unit.write_text(text.replace("/opt/ironlog/bin/ironlog", str(BIN / "ironlog")))
     p = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and not p.stderr.strip() and not p.stdout.strip(), p.stderr + p.stdout
+
+
+def test_bad_settings_are_refused_before_anything_is_created(tmp_path: Path) -> None:
+    """A setting out of range, or TLS files that cannot be loaded, stop `serve`
+    with a message naming them: before the data directory is initialised and the
+    first-start keys printed, never as a traceback, never a server running with
+    a negative interval or no workers."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = [
+        ("workers = 0\n", {}, "workers must be between 1 and 64"),
+        ("port = 99999\n", {}, "port must be between 0 and 65535"),
+        ("rate_limit = -1.0\n", {}, "rate_limit must be >= 0"),
+        ("rate_burst = 0.0\n", {}, "rate_burst must be > 0"),
+        ("verify_interval = 0.0\n", {}, "verify_interval must be > 0"),
+        ("full_verify_interval = -5.0\n", {}, "full_verify_interval must be > 0"),
+        ("", {"IRONLOG_VERIFY_INTERVAL": "-1"}, "verify_interval must be > 0"),
+        (
+            'tls_cert = "/nonexistent/tls.crt"\ntls_key = "/nonexistent/tls.key"\n',
+            {},
+            "cannot load the TLS certificate /nonexistent/tls.crt",
+        ),
+        (
+            f'tls_cert = "{garbage}"\ntls_key = "{garbage}"\n',
+            {},
+            f"cannot load the TLS certificate {garbage}",
+        ),
+    ]
+    bad = tmp_path / "bad.toml"
+    for text, env, want in cases:
+        data = tmp_path / "data"
+        bad.write_text("port = 0\n" + text if "port" not in text else text)
+        p = subprocess.run(
+            [str(BIN / "ironlog"), "--data", str(data), "serve", "--config", str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **env},
+        )
+        assert p.returncode == 1, (text, env, p.stdout, p.stderr)
+        assert want in p.stderr and "Traceback" not in p.stderr, (text, p.stderr)
+        assert "operator key" not in p.stdout and not data.exists(), text

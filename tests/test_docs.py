@@ -161,3 +161,23 @@ def test_readme_examples_run_in_order(tmp_path: Path) -> None:
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.communicate(timeout=30)
+
+
+def test_doc_examples_create_the_logs_they_use() -> None:
+    """A console example in docs/ that names a log in `--listen ...=T/L` or binds
+    a key to one (`key create T ... --log L`) creates it first in the same block:
+    run as written, `serve` refuses a listener on a missing log."""
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        if doc.name == "cli.md":
+            continue
+        for kind, block in _blocks(doc.read_text()):
+            if kind != "console":
+                continue
+            created: set[str] = set()
+            for line in block.replace("\\\n", " ").splitlines():
+                created.update(re.findall(r"ironlog log create (\S+)", line))
+                used = re.findall(r"--listen \S+=(\S+)", line)
+                m = re.search(r"ironlog key create (\S+) .*--log (\S+)", line)
+                used += [f"{m.group(1)}/{m.group(2)}"] if m else []
+                missing = [u for u in used if u not in created]
+                assert not missing, f"{doc.name}: {line.strip()!r} uses {missing} before creating"

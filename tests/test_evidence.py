@@ -41,6 +41,16 @@ def test_export_and_verify(log: tuple[Path, str], tmp_path: Path, pure_python: s
     out = _cli(data, "evidence", "export", "acme/pay", "--output", str(ev), "--index", "1",
                "--index", "3")  # fmt: skip
     assert "2 entries, log-signed checkpoint" in out.stdout
+    # "-" is stdout (the same bundle), not a file named "-".
+    out = subprocess.run(
+        [str(BIN / "ironlog"), "--data", str(data), "evidence", "export", "acme/pay",
+         "--output", "-", "--index", "1", "--index", "3"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    same = {**json.loads(out.stdout), "exported_at": None}
+    assert same == {**json.loads(ev.read_text()), "exported_at": None}
+    assert "2 entries" in out.stderr
+    assert not (tmp_path / "-").exists()
     # More entries after the export's checkpoint: a second export shows consistency.
     subprocess.run(
         [str(BIN / "ironlog"), "--data", str(data), "append", "acme/pay"],
@@ -133,6 +143,9 @@ def test_verify_without_pinned_key_is_not_success(
             assert r.returncode == 3, (cmd, r.stdout, r.stderr)
             assert "RESULT: NOT VERIFIED" in r.stdout and "everything holds" not in r.stdout
             assert "--vkey" in r.stdout and "Traceback" not in r.stderr
+            # Caveats are not marked as checks that passed.
+            assert "NOTE  log key taken from the file itself" in r.stdout
+            assert not [ln for ln in r.stdout.splitlines() if ln.startswith("OK") and "note" in ln]
         # Pinned: the genuine bundle holds, the forged one does not.
         assert subprocess.run([*cmd, str(ev), "--vkey", vkey], capture_output=True).returncode == 0
         r = subprocess.run([*cmd, str(forged), "--vkey", vkey], capture_output=True, text=True)

@@ -199,3 +199,59 @@ def test_outage_is_reported_once_and_recovery_too(
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+_CLOSED_APP = """
+import logging, sys, time
+from ironlog.client import LogHandler
+
+url, key, spool = sys.argv[1:4]
+handler = LogHandler(url, key, "closed/app", spool_path=spool, flush_interval=0.05)
+logging.getLogger().addHandler(handler)
+logging.getLogger("app").warning("before", extra={"seq": 0})
+handler.close()  # explicitly, as a program does at the end of its work
+logging.getLogger("app").warning("after", extra={"seq": 1})  # still on the root logger
+handler.close()  # twice is harmless
+start = time.monotonic()
+logging.shutdown()  # what the interpreter does at exit: flush() and close() again
+print(f"shutdown {time.monotonic() - start:.1f}s")
+"""
+
+
+def test_a_closed_handler_neither_hangs_the_exit_nor_loses_records(tmp_path: Path) -> None:
+    """After close(), logging.shutdown() at exit flushes the handler again: it
+    must return at once (it waited for the stopped shipper thread, 10 s per
+    call), and a record logged after close() is kept in the spool, not dropped."""
+    import subprocess
+    import sys
+    import time
+
+    data, spool = tmp_path / "data", tmp_path / "c.spool"
+    with run_server(data) as s:
+        key = tenant_log(s, "closed")
+        start = time.monotonic()
+        p = subprocess.run(
+            [sys.executable, "-c", _CLOSED_APP, s.url, key, str(spool)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        took = time.monotonic() - start
+        assert p.returncode == 0 and "shutdown 0.0s" in p.stdout, (p.stdout, p.stderr)
+        assert took < 8, took
+        assert _seqs(s.url, key, "closed/app") == [0]
+        h = LogHandler(s.url, key, "closed/app", spool_path=spool)  # the next run sends it
+        assert h.shipper.flush(10)
+        h.close()
+        assert _seqs(s.url, key, "closed/app") == [0, 1]
+
+
+def test_a_log_that_is_not_tenant_slash_log_is_refused_at_once(tmp_path: Path) -> None:
+    """LogHandler(url, key, "demo-events") raised nothing and then failed every
+    delivery (spooling each record); now the constructor says what is wrong."""
+    from ironlog.errors import InvalidRequestError
+
+    for bad in ("demo-events", "demo/", "/events", "demo/events/x"):
+        with pytest.raises(InvalidRequestError, match="a log is named TENANT/LOG"):
+            LogHandler("http://127.0.0.1:1", "ilk_x", bad, spool_path=tmp_path / "s")
+        with pytest.raises(InvalidRequestError, match="a log is named TENANT/LOG"):
+            StructlogProcessor("http://127.0.0.1:1", "ilk_x", bad, spool_path=tmp_path / "s")
+    assert not (tmp_path / "s").exists()

@@ -71,6 +71,9 @@ def test_monitor_follows_and_reports_rollback_and_fork(tmp_path: Path, hook: Hoo
         url = f"{s.url}/logs/mon/app"
         args = ["--log", url, "--vkey", vkey, "--state", str(state), "--api-key", key]
         _append(s.url, key, [{"n": i} for i in range(300)])
+        r = _monitor(*args[:-2], "--once")  # no key for a log that is not public
+        assert r.returncode == 1 and "HTTP 401" in r.stderr, r.stderr
+        assert "--api-key or IRONLOG_API_KEY" in r.stderr, r.stderr  # says what is missing
         r = _monitor(*args, "--entries", "--once")
         assert r.returncode == 0 and "size 300" in r.stdout, r.stderr
         _snapshot(db, snap)

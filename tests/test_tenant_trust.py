@@ -436,6 +436,7 @@ def test_cli_witnesses_need_the_capability_and_an_allowed_address(tmp_path: Path
     assert _cli(data, "tenant", "witnessing", "cli", "--enable").returncode == 0
     r = _cli(data, "log", "witnesses", "cli/app", "--witness", w)
     assert r.returncode == 1 and "resolves to an address the operator does not allow" in r.stderr
+    assert "IRONLOG_WITNESS_ALLOW" in r.stderr  # says how to allow it
     assert "Traceback" not in r.stderr
     env_allow = {"IRONLOG_WITNESS_ALLOW": "127.0.0.0/8"}
     r = subprocess.run(

@@ -200,3 +200,28 @@ def test_racing_requests_cannot_roll_it_back(tmp_path: Path, trees: tuple[Tree, 
             latest = note.parse_note(c.get(f"/checkpoint/{ORIGIN}").text)
             assert note.parse_checkpoint(latest.text).size == winner
             size = winner
+
+
+def test_witness_serve_on_a_taken_port_says_so_first(
+    tmp_path: Path, trees: tuple[Tree, Tree]
+) -> None:
+    """Like `ironlog serve`: the address is bound before anything is printed or
+    created; a taken port is one clear line and exit 1 (it printed "witness ...
+    on http://..." and then uvicorn's "[Errno 98]" with exit 3)."""
+    import socket
+
+    key_file = tmp_path / "w.key"
+    subprocess.run([str(BIN / "ironlog"), "witness", "keygen", "witness.test/p", "--output",
+                    str(key_file)], capture_output=True, check=True)  # fmt: skip
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run(
+            [str(BIN / "ironlog"), "witness", "serve", "--data", str(tmp_path / "wdata"),
+             "--key", str(key_file), "--port", str(port), "--log", _vkeys(trees[0])[0]],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert f"cannot listen on 127.0.0.1:{port}" in p.stderr and "Traceback" not in p.stderr
+    assert p.stdout == "" and not (tmp_path / "wdata").exists()

@@ -454,10 +454,14 @@ def query(ctx: click.Context, /, path: str, fmt: str | None, **kw: Any) -> None:
 @click.pass_context
 @_errors
 def export(ctx: click.Context, /, path: str, output: Path, fmt: str | None, **kw: Any) -> None:
-    """Write matching entries to a file, atomically (ndjson by default)."""
+    """Write matching entries to a file, atomically (ndjson by default; - is stdout)."""
     tenant, _, name = _split(path)
     lg = _open(ctx, read_only=True).log(tenant, name)
     q = _query(kw)
+    if str(output) == "-":  # stdout, as for `entry --output -`; the count to stderr
+        n = _write(lg.query(q), fmt or "ndjson", sys.stdout)
+        click.echo(f"exported {n} entries to stdout", err=True)
+        return
     directory = output.resolve().parent
     if not directory.is_dir():
         raise click.ClickException(f"directory {directory} does not exist")
@@ -1031,6 +1035,7 @@ def serve(
             setattr(cfg, name, value)
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    cfg.check()  # ranges and TLS files: a bad setting stops here, nothing created
     cfg.add_listeners(listen)
     cfg.add_witness_allow(witness_allow)
     listening = list(cfg.check_listeners(data))  # checks only: nothing created yet
@@ -1146,7 +1151,7 @@ def evidence_group() -> None:
     "--output",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write.",
+    help="File to write (- for stdout).",
 )
 @click.option("--index", "indexes", multiple=True, type=click.IntRange(min=0), help="Repeatable.")
 @click.option("--from", "from_", help="Entries received since (RFC 3339 or 1h, 2d...).")
@@ -1177,9 +1182,14 @@ def evidence_export(
         parse_time(from_, now) if from_ else None,
         parse_time(to, now) if to else None,
     )
-    write_bundle(bundle, output)
     how = "witnessed" if bundle["witnessed"] else "log-signed"
-    click.echo(f"wrote {output}: {len(bundle['entries'])} entries, {how} checkpoint")
+    said = f"{len(bundle['entries'])} entries, {how} checkpoint"
+    if str(output) == "-":  # stdout, as for `entry --output -`; the summary to stderr
+        click.echo(json.dumps(bundle, indent=1))
+        click.echo(f"wrote the bundle to stdout: {said}", err=True)
+        return
+    write_bundle(bundle, output)
+    click.echo(f"wrote {output}: {said}")
 
 
 @evidence_group.command("verify")
@@ -1271,12 +1281,15 @@ def witness_keygen(name: str, output: Path | None) -> None:
 @_errors
 def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str, port: int) -> None:
     """Serve POST /add-checkpoint and GET /checkpoint/<origin>."""
+    from ironlog.server import ServeConfig, bind_http
     from ironlog.witness import load_key, parse_log, serve
 
     key = load_key(key_file)
     known = dict(parse_log(x) for x in logs)
-    click.echo(f"witness {key.vkey()} on http://{host}:{port} for {', '.join(known)}")
-    serve(wdata, key, known, host, port)
+    cfg = ServeConfig(host=host, port=port)
+    sock = bind_http(cfg)  # a taken port fails here, before anything is printed or created
+    click.echo(f"witness {key.vkey()} on http://{host}:{cfg.port} for {', '.join(known)}")
+    serve(wdata, key, known, host, cfg.port, sock)
 
 
 @main.command()

@@ -41,6 +41,7 @@ from ironlog.tlogproof import parse_tlog_proof
 
 FORMAT = "ironlog-evidence/v1"
 EXIT_UNPINNED = 3  # every proof holds, but only against keys from the file itself
+_NOTE = "note: "  # a Report line that is a caveat, not a check
 
 
 @dataclass
@@ -59,7 +60,8 @@ class Report:
         self.lines.append((False, text))
 
     def note(self, text: str) -> None:
-        self.lines.append((True, "note: " + text))
+        """A caveat, not a check: shown as NOTE, never as OK."""
+        self.lines.append((True, _NOTE + text))
 
     @property
     def passed(self) -> bool:
@@ -75,7 +77,12 @@ class Report:
         return EXIT_UNPINNED if self.passed and not self.pinned else 0 if self.passed else 1
 
     def render(self) -> str:
-        out = [("OK    " if ok else "FAIL  ") + text for ok, text in self.lines]
+        out = [
+            f"NOTE  {text.removeprefix(_NOTE)}"
+            if text.startswith(_NOTE)
+            else ("OK    " if ok else "FAIL  ") + text
+            for ok, text in self.lines
+        ]
         if not self.passed:
             out.append("RESULT: evidence does NOT hold")
         elif not self.pinned:

@@ -47,6 +47,7 @@ from ironlog.store.base import (
     Driver,
     Durability,
     LogInfo,
+    Query,
     SigningKeyRecord,
     TenantRecord,
     check_name,
@@ -345,6 +346,12 @@ class Ironlog:
             raise InvalidRequestError(f"log {info.path}: invalid origin: {e}") from e
         if self.control.get_log(tenant, name) is not None:
             raise ConflictError(f"log {info.path!r} already exists")
+        if self.control.get_tenant(tenant) is not None and self._was_deleted(tenant, name):
+            raise ConflictError(
+                f"log {info.path} was deleted: a new log of that name would sign another "
+                f"tree under the same origin and key ({info.origin}), which witnesses and "
+                "monitors see as a fork; choose another name"
+            )
         details: dict[str, Any] = {
             "resource": name,
             "durability": str(info.durability),
@@ -456,6 +463,13 @@ class Ironlog:
                 yield info, e
 
     # -- operator actions on broken logs -----------------------------------------------
+    def _was_deleted(self, tenant: str, name: str) -> bool:
+        """Whether the tenant's system log records the deletion of log ``name``."""
+        if name == SYSTEM_LOG or self.control.get_log(tenant, SYSTEM_LOG) is None:
+            return False
+        q = Query(action="log.delete", resource=name, limit=1)
+        return any(True for _ in self.log(tenant, SYSTEM_LOG).query(q))
+
     def _record_log_act(self, tenant: str, name: str, by: str, action: str, **details: Any) -> None:
         """Record an act on a log in the tenant's system log.  On the system log
         itself, as far as it can still record (a broken one cannot, and must

@@ -108,6 +108,11 @@ class LogFollower:
             raise UnreachableError(f"{self.url}/{path}: {type(e).__name__}: {e}") from e
         if r.status_code == 404:
             raise NotFoundError(f"{self.url}/{path}: 404")
+        if r.status_code in (401, 403):
+            raise UnreachableError(
+                f"{self.url}/{path}: HTTP {r.status_code} (a log that is not public needs a "
+                "key with the read scope: --api-key or IRONLOG_API_KEY)"
+            )
         if r.status_code != 200:
             raise UnreachableError(f"{self.url}/{path}: HTTP {r.status_code}")
         return r.content

@@ -109,7 +109,8 @@ class OutboundPolicy:
         if not addresses or not all(self.allowed(ip) for ip in addresses):
             raise InvalidRequestError(
                 f"{host} resolves to an address the operator does not allow "
-                "(loopback, private, link-local, multicast or reserved)"
+                "(loopback, private, link-local, multicast or reserved; the operator allows "
+                "networks with serve --witness-allow CIDR or IRONLOG_WITNESS_ALLOW)"
             )
         return Target(scheme, host, port, path, tuple(addresses))
 

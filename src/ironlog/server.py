@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -117,6 +118,30 @@ class ServeConfig:
                 raise ConfigurationError(f"config {path}: {key} must be {kind.__name__}")
             setattr(cfg, key, value)
         return cfg
+
+    def check(self) -> None:
+        """Every setting in range and the TLS files loadable (ConfigurationError
+        naming the setting if not): run before anything is bound or created."""
+        for name, low, high in (("port", 0, 65535), ("workers", 1, 64)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigurationError(f"{name} must be between {low} and {high}, not {value}")
+        positive = ["verify_interval", "full_verify_interval"]
+        if self.rate_burst is not None:
+            positive.append("rate_burst")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be > 0, not {getattr(self, name)}")
+        if not self.rate_limit >= 0:
+            raise ConfigurationError(f"rate_limit must be >= 0, not {self.rate_limit}")
+        if self.tls_cert and self.tls_key:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise ConfigurationError(
+                    f"cannot load the TLS certificate {self.tls_cert} and key {self.tls_key}: {why}"
+                ) from e
 
     def add_witness_allow(self, networks: Iterable[str]) -> None:
         """Allow witnesses in these networks too (checked now: a bad one is an error)."""

@@ -15,6 +15,7 @@ so two racing requests cannot roll the witness back, even from two processes.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -237,10 +238,21 @@ def keygen(name: str, path: Path) -> CosignatureSigner:
 
 
 def serve(
-    data: Path, key: CosignatureSigner, logs: dict[str, Verifier], host: str, port: int
+    data: Path,
+    key: CosignatureSigner,
+    logs: dict[str, Verifier],
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
 ) -> None:
+    """Serve until stopped; on ``sock`` if given (bound first by the caller, so
+    that a taken port fails before anything is created or printed)."""
     import uvicorn
 
     make_dirs(data)
     app = create_app(Witness(data / "witness.db", key, logs))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if sock is None:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])

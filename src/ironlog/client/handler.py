@@ -38,7 +38,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-from ironlog.client.http import Client
+from ironlog.client.http import Client, _split
 from ironlog.errors import IronlogError, UnreachableError, VerificationError
 
 _RECORD_FIELDS = frozenset(
@@ -158,6 +158,7 @@ class Shipper:
         state_file: Path | str | None = None,
         verify: bool | str = True,
     ) -> None:
+        _split(log)  # a misspelt log name fails here, not at every delivery
         self.log = log
         self.url = url
         self.spool_path = Path(spool_path) if spool_path else default_spool(log)
@@ -181,6 +182,7 @@ class Shipper:
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stop = False
+        self._closed = False
         self._retry_at = 0.0
         self._failures = 0
         self.sent = 0  # records acknowledged by the service
@@ -191,6 +193,9 @@ class Shipper:
 
     # -- caller's thread ---------------------------------------------------------
     def put(self, item: Any) -> None:
+        if self._closed:  # no sender any more: straight to the spool, never lost
+            self._spool([self._event(item)])
+            return
         q = self._queue
         if len(q) >= self.max_queue:
             self._spool([self._event(item)])  # bounded memory, nothing lost
@@ -202,7 +207,10 @@ class Shipper:
     def flush(self, timeout: float = 10.0) -> bool:
         """Send what is queued and what the spool holds.  True once both are
         empty; False on timeout or when the service cannot be reached (the
-        records are then safe in the spool)."""
+        records are then safe in the spool).  After close(), at once (nothing
+        sends any more; logging.shutdown() calls it again at exit)."""
+        if self._closed:
+            return not self._queue and not self._spool_size()
         deadline = time.monotonic() + timeout
         self._retry_at = 0.0
         while time.monotonic() < deadline:
@@ -219,7 +227,10 @@ class Shipper:
         return False
 
     def close(self, timeout: float = 10.0) -> None:
+        if self._closed:
+            return
         self.flush(timeout)
+        self._closed = True
         self._stop = True
         self._wake.set()
         self._thread.join(timeout)

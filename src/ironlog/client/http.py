@@ -339,7 +339,9 @@ class Client:
     def _prepare(self, log: str) -> LogTrust:
         if self._core.needs_pin(log):
             self._core.pin_from_info(log, self.log_info(log))
-        return self._core.trust(log)
+        trust = self._core.trust(log)
+        trust.require_verifier()  # nothing is sent that could not be verified
+        return trust
 
     def _check(self, log: str, cp: SignedCheckpoint, latest: bool = False) -> SignedCheckpoint:
         trust = self._core.trust(log)
@@ -522,7 +524,9 @@ class AsyncClient:
     async def _prepare(self, log: str) -> LogTrust:
         if self._core.needs_pin(log):
             self._core.pin_from_info(log, await self.log_info(log))
-        return self._core.trust(log)
+        trust = self._core.trust(log)
+        trust.require_verifier()  # nothing is sent that could not be verified
+        return trust
 
     async def _check(self, log: str, cp: SignedCheckpoint, latest: bool = False) -> None:
         trust = self._core.trust(log)

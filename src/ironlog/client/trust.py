@@ -117,6 +117,11 @@ class LogTrust:
         text = self.store.get(self.log).get("checkpoint")
         return open_checkpoint(text, self._verifier()) if text else None
 
+    def require_verifier(self) -> Verifier:
+        """The pinned verifier, or VerificationError saying how to give one:
+        checked before a request whose answer must be verified is sent."""
+        return self._verifier()
+
     def _verifier(self) -> Verifier:
         if self.verifier is None:
             raise VerificationError(
