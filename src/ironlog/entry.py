@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ def _value(v: Any) -> str | None:
         return v[:MAX_FIELD_CHARS]
     if isinstance(v, bool) or v is None:
         return None if v is None else str(v).lower()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # JSON has no inf or nan: the stored bytes hold null
     if isinstance(v, int | float):
         return str(v)
     return None
