@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ironlog import merkle, note, tlogproof
+from ironlog.core import merkle, note, tlogproof
 from tests.conftest import BIN
 
 
@@ -307,8 +307,8 @@ def test_indexed_fields_give_the_same_answers(data: Path) -> None:
 
 APPENDER = r"""
 import sys, json, time
-from ironlog.instance import Ironlog
-from ironlog.entry import prepare_json, now_us
+from ironlog.engine.instance import Ironlog
+from ironlog.core.entry import prepare_json, now_us
 il = Ironlog(sys.argv[1]); lg = il.log("acme", "payments")
 deadline = time.monotonic() + float(sys.argv[2])
 i = 0
@@ -343,8 +343,8 @@ def test_cli_works_while_another_process_appends(data: Path) -> None:
 
 
 def test_tenant_and_key_commands(data: Path) -> None:
-    from ironlog.auth import KeyManager
-    from ironlog.instance import Ironlog
+    from ironlog.engine.api_keys import KeyManager
+    from ironlog.engine.instance import Ironlog
 
     assert "created tenant bank" in run(data, "tenant", "create", "bank").stdout
     assert "already exists" in run(data, "tenant", "create", "bank", ok=False).stderr
@@ -484,7 +484,7 @@ def test_every_api_action_has_a_cli_command() -> None:
 
     import click
 
-    from ironlog.cli import main
+    from ironlog.cli.commands import main
     from tests.conftest import ROOT
 
     text = (ROOT / "docs" / "api.md").read_text()

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ironlog.atomic import replace_atomically
-from ironlog.entry import column_mismatch, prepare_object
+from ironlog.core.entry import column_mismatch, prepare_object
+from ironlog.engine.instance import Ironlog, init_data_dir
 from ironlog.errors import InvalidRequestError, LogUnavailableError
-from ironlog.instance import Ironlog, init_data_dir
 from ironlog.store.base import check_name
 from tests.conftest import BIN
 from tests.server import Server, run_server
