@@ -484,7 +484,7 @@ def test_every_api_action_has_a_cli_command() -> None:
 
     import click
 
-    from ironlog.cli.commands import main
+    from ironlog.cli.main import main
     from tests.conftest import ROOT
 
     text = (ROOT / "docs" / "api.md").read_text()
@@ -558,3 +558,40 @@ def test_operator_and_admin_commands_act_on_a_running_service(tmp_path: Path) ->
         assert "cleared demo/events" in p.stdout
         p = run(data, "integrity", "clear", "demo/events", *url, "--api-key", new, ok=False)
         assert "403" in p.stderr and new not in p.stderr
+
+
+LOG_COMMANDS = [
+    (["log", "info"], []),
+    (["log", "quarantine"], ["--reason", "r"]),
+    (["log", "release"], []),
+    (["log", "delete"], []),
+    (["log", "public"], ["--on"]),
+    (["log", "witnesses"], []),
+    (["append"], []),
+    (["query"], []),
+    (["export"], ["-o", "OUT"]),
+    (["checkpoint"], []),
+    (["vkey"], []),
+    (["entry"], ["0"]),
+    (["proof"], ["--index", "0"]),
+    (["verify"], []),
+    (["evidence", "export"], ["--output", "OUT"]),
+    (["integrity", "report"], []),
+]
+
+
+@pytest.mark.parametrize(("words", "extra"), LOG_COMMANDS, ids=lambda c: "-".join(c))
+def test_every_log_command_reads_tenant_log_alike(
+    data: Path, tmp_path: Path, words: list[str], extra: list[str]
+) -> None:
+    """Each TENANT/LOG argument is parsed by one parameter type and each command's
+    errors are translated once, by the root group: a malformed name is a usage
+    error (exit 2), an unknown log one clean line (exit 1), never a traceback."""
+    out = str(tmp_path / "out")
+    extra = [out if x == "OUT" else x for x in extra]
+    p = run(data, *words, "nope", *extra, ok=False)
+    assert p.returncode == 2 and "'nope' is not TENANT/LOG" in p.stderr, p.stderr
+    p = run(data, *words, "acme/nope", *extra, ok=False)
+    assert p.returncode == 1 and "acme/nope" in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert not Path(out).exists()

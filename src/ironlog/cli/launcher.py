@@ -19,7 +19,7 @@ CORE_HINT = "(the base install verifies offline: python -m ironlog.evidence --he
 
 def main() -> None:
     try:
-        from ironlog.cli.commands import main as cli_main
+        from ironlog.cli.main import main as cli_main
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] == "ironlog":
             raise

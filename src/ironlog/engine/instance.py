@@ -16,6 +16,7 @@ from typing import Any
 
 from ironlog.atomic import make_dirs
 from ironlog.core.entry import now_us, prepare_object
+from ironlog.core.names import LogRef
 from ironlog.core.note import NoteSigner, Signer, check_key_name
 from ironlog.core.policy import WitnessPolicy, parse_policy
 from ironlog.engine.log import Log
@@ -469,10 +470,11 @@ class Ironlog:
         return where
 
     def log_by_path(self, path: str) -> Log:
-        tenant, sep, name = path.partition("/")
-        if not sep or not tenant or not name or "/" in name:
-            raise NotFoundError(f"{path!r} is not TENANT/LOG")
-        return self.log(tenant, name)
+        try:
+            ref = LogRef.parse(path)
+        except InvalidRequestError as e:
+            raise NotFoundError(str(e)) from None
+        return self.log(ref.tenant, ref.name)
 
     # -- witnesses -----------------------------------------------------------------
     def set_witnesses(
