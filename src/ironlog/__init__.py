@@ -9,7 +9,7 @@ docs/architecture.md).  The library is imported on first use, so that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ironlog.errors import (
     AuthenticationError,
@@ -26,6 +26,7 @@ from ironlog.errors import (
     PermissionDeniedError,
     VerificationError,
 )
+from ironlog.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ironlog.core.entry import now_us, prepare_json
@@ -65,10 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ironlog' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)

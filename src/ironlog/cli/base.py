@@ -4,6 +4,7 @@ one-line message (exit 1) in the root group, the data directory is passed with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,13 @@ def parse_log_ref(text: str) -> LogRef:
         return LogRef.parse(text)
     except IronlogError as e:
         raise click.BadParameter(str(e), param_hint="TENANT/LOG") from e
+
+
+def log_command(group: click.Group, name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """``@log_command(group, "name")``: a command of ``group`` whose first argument is
+    ``TENANT/LOG`` (given as a :class:`LogRef` named ``path``) after the data directory."""
+
+    def wrap(fn: Callable[..., None]) -> click.Command:
+        return group.command(name)(click.argument("path", type=LOG_REF)(pass_data(fn)))
+
+    return wrap

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ironlog.cli.base import LOG_REF, DataDir, pass_data
+from ironlog.cli.base import DataDir, log_command, pass_data
 from ironlog.core.names import LogRef
 from ironlog.errors import IronlogError
 from ironlog.store.base import DEFAULT_INDEXES, Durability, parse_indexes
@@ -18,8 +18,7 @@ def log_group() -> None:
     """Manage logs."""
 
 
-@log_group.command("create")
-@click.argument("path", type=LOG_REF)
+@log_command(log_group, "create")
 @click.option(
     "--durability",
     default="sync",
@@ -38,7 +37,6 @@ def log_group() -> None:
 @click.option(
     "--public", is_flag=True, help="Serve the log's tlog-tiles and checkpoint without an API key."
 )
-@pass_data
 def log_create(dd: DataDir, path: LogRef, durability: str, index: str, public: bool) -> None:
     """Create TENANT/LOG (and the tenant, if it does not exist yet)."""
     tenant, name = path
@@ -79,10 +77,8 @@ def log_list(dd: DataDir, tenant: str | None) -> None:
         click.echo(f"{info.path}\t{size}\t{info.durability}\t{info.origin}\t{state}")
 
 
-@log_group.command("quarantine")
-@click.argument("path", type=LOG_REF)
+@log_command(log_group, "quarantine")
 @click.option("--reason", required=True, help="Why; shown to anyone who tries to use the log.")
-@pass_data
 def log_quarantine(dd: DataDir, path: LogRef, reason: str) -> None:
     """Take a (broken) log out of service: it refuses reads and writes with
     the reason, and integrity checks, verify --all and witnessing skip it.
@@ -92,9 +88,7 @@ def log_quarantine(dd: DataDir, path: LogRef, reason: str) -> None:
     click.echo(f"quarantined {info.path}: {info.quarantined}")
 
 
-@log_group.command("release")
-@click.argument("path", type=LOG_REF)
-@pass_data
+@log_command(log_group, "release")
 def log_release(dd: DataDir, path: LogRef) -> None:
     """Put a quarantined log back in service (it is checked again when opened)."""
     tenant, name = path
@@ -102,9 +96,7 @@ def log_release(dd: DataDir, path: LogRef) -> None:
     click.echo(f"released {info.path}")
 
 
-@log_group.command("delete")
-@click.argument("path", type=LOG_REF)
-@pass_data
+@log_command(log_group, "delete")
 def log_delete(dd: DataDir, path: LogRef) -> None:
     """Forget a quarantined log; its files are moved under DATA/deleted/."""
     tenant, name = path
@@ -112,9 +104,7 @@ def log_delete(dd: DataDir, path: LogRef) -> None:
     click.echo(f"deleted {tenant}/{name}: its files are in {where}")
 
 
-@log_group.command("info")
-@click.argument("path", type=LOG_REF)
-@pass_data
+@log_command(log_group, "info")
 def log_info(dd: DataDir, path: LogRef) -> None:
     """What GET /v1/logs/TENANT/LOG answers, as JSON: origin, keys, size, durability,
     indexes, public, health, witnesses and their status."""
@@ -124,15 +114,13 @@ def log_info(dd: DataDir, path: LogRef) -> None:
     click.echo(json.dumps(out, indent=1))
 
 
-@log_group.command("public")
-@click.argument("path", type=LOG_REF)
+@log_command(log_group, "public")
 @click.option(
     "--on/--off",
     "public",
     required=True,
     help="Serve the log's tlog-tiles and checkpoint without an API key (--on), or not.",
 )
-@pass_data
 def log_public(dd: DataDir, path: LogRef, public: bool) -> None:
     """Make TENANT/LOG's tlog-tiles and checkpoint public, or private again."""
     tenant, name = path
@@ -140,8 +128,7 @@ def log_public(dd: DataDir, path: LogRef, public: bool) -> None:
     click.echo(f"{path}: {'public' if public else 'private'}")
 
 
-@log_group.command("witnesses")
-@click.argument("path", type=LOG_REF)
+@log_command(log_group, "witnesses")
 @click.option(
     "--witness",
     "witnesses",
@@ -156,7 +143,6 @@ def log_public(dd: DataDir, path: LogRef, public: bool) -> None:
     help='A policy group as JSON, e.g. \'{"quorum": 2, "members": ["w1", {"quorum": 1, '
     '"members": ["w2", "w3"]}]}\' (members are witness key names).',
 )
-@pass_data
 def log_witnesses(
     dd: DataDir,
     path: LogRef,

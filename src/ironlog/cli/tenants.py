@@ -32,28 +32,24 @@ def tenant_list(dd: DataDir) -> None:
         click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
 
 
-def _set_disabled(dd: DataDir, name: str, disabled: bool) -> None:
-    il = dd.open()
-    il.tenant(name)
-    il.control.set_tenant_disabled(name, disabled)
+def _switch(disabled: bool, help: str) -> click.Command:
+    """``tenant disable`` and ``tenant enable``."""
+
+    @click.argument("name")
+    @pass_data
+    def command(dd: DataDir, name: str) -> None:
+        il = dd.open()
+        il.tenant(name)
+        il.control.set_tenant_disabled(name, disabled)
+        click.echo(f"{'disabled' if disabled else 'enabled'} tenant {name}")
+
+    return click.command("disable" if disabled else "enable", help=help)(command)
 
 
-@tenant_group.command("disable")
-@click.argument("name")
-@pass_data
-def tenant_disable(dd: DataDir, name: str) -> None:
-    """Disable a tenant: its keys stop working (within a second in a running service)."""
-    _set_disabled(dd, name, True)
-    click.echo(f"disabled tenant {name}")
-
-
-@tenant_group.command("enable")
-@click.argument("name")
-@pass_data
-def tenant_enable(dd: DataDir, name: str) -> None:
-    """Enable a disabled tenant again."""
-    _set_disabled(dd, name, False)
-    click.echo(f"enabled tenant {name}")
+tenant_group.add_command(
+    _switch(True, "Disable a tenant: its keys stop working (within a second in a running service).")
+)
+tenant_group.add_command(_switch(False, "Enable a disabled tenant again."))
 
 
 @tenant_group.command("keys")
