@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import cleanup, dump, percentile, prepared, rss_mb, stored_size, workdir
 
-from ironlog.audit import audit_log
-from ironlog.engine import Log
-from ironlog.entry import PreparedEntry
-from ironlog.instance import Ironlog, init_data_dir
+from ironlog.core.entry import PreparedEntry
+from ironlog.engine.audit import audit_log
+from ironlog.engine.instance import Ironlog, init_data_dir
+from ironlog.engine.log import Log
 from ironlog.store.base import Durability
 
 DURABILITY = Durability()  # --durability

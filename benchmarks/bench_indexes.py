@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import cleanup, dump, prepared, workdir
 
-from ironlog.instance import Ironlog, init_data_dir
+from ironlog.engine.instance import Ironlog, init_data_dir
 from ironlog.store.base import parse_indexes
 
 SEGMENT = 500_000

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import event
 
-from ironlog.entry import now_us, prepare_json, prepare_ndjson
+from ironlog.core.entry import now_us, prepare_json, prepare_ndjson
 
 
 def _shapes() -> dict[str, bytes]:

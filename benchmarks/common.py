@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ironlog.entry import PreparedEntry, now_us, prepare_object
+from ironlog.core.entry import PreparedEntry, now_us, prepare_object
 
 ACTIONS = ["payment.authorize", "payment.capture", "refund.create", "login", "key.rotate"]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import click
 
-from ironlog.cli import main
+from ironlog.cli.main import main
 
 HEADER = """# ironlog command reference
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ironlog.instance import Ironlog, init_data_dir
+from ironlog.engine.instance import Ironlog, init_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("IRONLOG_SHARED", ROOT.parent / "shared"))

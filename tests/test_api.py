@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import merkle, note, tiles, tlogproof
+from ironlog.core import merkle, note, tiles, tlogproof
 from tests.pki import CA
 from tests.server import Server, run_server
 
@@ -400,8 +400,8 @@ def test_tls_and_two_workers_share_one_log(tmp_path: Path) -> None:
         ) as op:
             text = op.get("/metrics").text
             assert 'ironlog_appended_entries_total{log="events",tenant="demo"} 320.0' in text
-    from ironlog.audit import audit_log
-    from ironlog.instance import Ironlog
+    from ironlog.engine.audit import audit_log
+    from ironlog.engine.instance import Ironlog
 
     with Ironlog(tmp_path / "data") as il:
         report = audit_log(il.log("demo", "events"))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ironlog.core.note import CosignatureSigner
+from ironlog.engine.instance import Ironlog, init_data_dir
 from ironlog.errors import InvalidRequestError
-from ironlog.instance import Ironlog, init_data_dir
-from ironlog.note import CosignatureSigner
 from ironlog.store.base import Query
 from tests.conftest import BIN
 from tests.server import run_server
@@ -225,7 +225,7 @@ def test_a_cosignature_forged_in_control_db_is_not_served(tmp_path: Path) -> Non
         assert forged.strip() not in r.text, r.text
         assert r.status_code == 404 and "no witnessed checkpoint" in r.text, r.text
         # a real cosignature of that checkpoint does count
-        from ironlog.note import parse_note
+        from ironlog.core.note import parse_note
 
         body = parse_note(text).text
         good = w.cosign(body, 1_700_000_001).line()
@@ -310,7 +310,7 @@ def test_a_tenant_cannot_create_logs_without_bound(
     descriptors for the life of the process, for every tenant to run out of)
     is stopped at MAX_TENANT_LOGS, with nothing left behind by the refusal;
     other tenants are not counted against it."""
-    from ironlog import instance
+    from ironlog.engine import instance
 
     monkeypatch.setattr(instance, "MAX_TENANT_LOGS", 4)
     init_data_dir(tmp_path / "d")
@@ -329,7 +329,7 @@ def test_a_tenant_cannot_pile_up_active_signing_keys(tmp_path: Path) -> None:
     """A tenant admin rotating its signing key without ever retiring one would
     make every checkpoint of its logs carry (and every commit compute) one
     signature per key: at most MAX_ACTIVE_SIGNING_KEYS are active at once."""
-    from ironlog.instance import MAX_ACTIVE_SIGNING_KEYS
+    from ironlog.engine.instance import MAX_ACTIVE_SIGNING_KEYS
 
     data = tmp_path / "data"
     with run_server(data) as s, s.client(s.operator) as op:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ironlog import merkle, note, tlogproof
+from ironlog.core import merkle, note, tlogproof
 from tests.conftest import BIN
 
 
@@ -314,8 +314,8 @@ def test_indexed_fields_give_the_same_answers(data: Path) -> None:
 
 APPENDER = r"""
 import sys, json, time
-from ironlog.instance import Ironlog
-from ironlog.entry import prepare_json, now_us
+from ironlog.engine.instance import Ironlog
+from ironlog.core.entry import prepare_json, now_us
 il = Ironlog(sys.argv[1]); lg = il.log("acme", "payments")
 deadline = time.monotonic() + float(sys.argv[2])
 i = 0
@@ -350,8 +350,8 @@ def test_cli_works_while_another_process_appends(data: Path) -> None:
 
 
 def test_tenant_and_key_commands(data: Path) -> None:
-    from ironlog.auth import KeyManager
-    from ironlog.instance import Ironlog
+    from ironlog.engine.api_keys import KeyManager
+    from ironlog.engine.instance import Ironlog
 
     assert "created tenant bank" in run(data, "tenant", "create", "bank").stdout
     assert "already exists" in run(data, "tenant", "create", "bank", ok=False).stderr
@@ -491,7 +491,7 @@ def test_every_api_action_has_a_cli_command() -> None:
 
     import click
 
-    from ironlog.cli import main
+    from ironlog.cli.main import main
     from tests.conftest import ROOT
 
     text = (ROOT / "docs" / "api.md").read_text()
@@ -565,3 +565,40 @@ def test_operator_and_admin_commands_act_on_a_running_service(tmp_path: Path) ->
         assert "cleared demo/events" in p.stdout
         p = run(data, "integrity", "clear", "demo/events", *url, "--api-key", new, ok=False)
         assert "403" in p.stderr and new not in p.stderr
+
+
+LOG_COMMANDS = [
+    (["log", "info"], []),
+    (["log", "quarantine"], ["--reason", "r"]),
+    (["log", "release"], []),
+    (["log", "delete"], []),
+    (["log", "public"], ["--on"]),
+    (["log", "witnesses"], []),
+    (["append"], []),
+    (["query"], []),
+    (["export"], ["-o", "OUT"]),
+    (["checkpoint"], []),
+    (["vkey"], []),
+    (["entry"], ["0"]),
+    (["proof"], ["--index", "0"]),
+    (["verify"], []),
+    (["evidence", "export"], ["--output", "OUT"]),
+    (["integrity", "report"], []),
+]
+
+
+@pytest.mark.parametrize(("words", "extra"), LOG_COMMANDS, ids=lambda c: "-".join(c))
+def test_every_log_command_reads_tenant_log_alike(
+    data: Path, tmp_path: Path, words: list[str], extra: list[str]
+) -> None:
+    """Each TENANT/LOG argument is parsed by one parameter type and each command's
+    errors are translated once, by the root group: a malformed name is a usage
+    error (exit 2), an unknown log one clean line (exit 1), never a traceback."""
+    out = str(tmp_path / "out")
+    extra = [out if x == "OUT" else x for x in extra]
+    p = run(data, *words, "nope", *extra, ok=False)
+    assert p.returncode == 2 and "'nope' is not TENANT/LOG" in p.stderr, p.stderr
+    p = run(data, *words, "acme/nope", *extra, ok=False)
+    assert p.returncode == 1 and "acme/nope" in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert not Path(out).exists()

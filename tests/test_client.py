@@ -233,7 +233,7 @@ try:
     print("tampered entry verified")
 except Exception as e:
     print("tampered:", type(e).__name__)
-for mod in ("httpx", "msgspec", "litestar", "click"):
+for mod in ("httpx", "litestar", "click"):
     try:
         __import__(mod)
         print("has", mod)

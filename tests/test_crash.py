@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from ironlog import merkle, note
-from ironlog.audit import audit_log
-from ironlog.instance import Ironlog
+from ironlog.core import merkle, note
+from ironlog.engine.audit import audit_log
+from ironlog.engine.instance import Ironlog
 from ironlog.store.base import Durability
 
 CHILD = r"""
 import sys, json, threading, os
-from ironlog.instance import Ironlog
-from ironlog.entry import prepare_json, now_us
+from ironlog.engine.instance import Ironlog
+from ironlog.core.entry import prepare_json, now_us
 il = Ironlog(sys.argv[1]); lg = il.log("acme", sys.argv[2])
 out_lock = threading.Lock()
 def report(idx, data):
@@ -116,7 +116,7 @@ def _crash_cycles(data: Path, log: str, durability: str, cycles: int) -> None:
 @pytest.mark.slow
 def test_sigkill_sync_mode(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    from ironlog.instance import init_data_dir
+    from ironlog.engine.instance import init_data_dir
 
     init_data_dir(data)
     _crash_cycles(data, "pay", "sync", cycles=12)
@@ -127,7 +127,7 @@ def test_sigkill_interval_mode(tmp_path: Path) -> None:
     """A process crash loses nothing even in interval mode (the OS still holds
     the writes); the N ms bound is about power loss, see docs/durability.md."""
     data = tmp_path / "data"
-    from ironlog.instance import init_data_dir
+    from ironlog.engine.instance import init_data_dir
 
     init_data_dir(data)
     _crash_cycles(data, "pay", "interval:20", cycles=5)

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from ironlog import merkle, note
-from ironlog.audit import audit_log
-from ironlog.entry import now_us, prepare_json
+from ironlog.core import merkle, note
+from ironlog.core.entry import now_us, prepare_json
+from ironlog.core.tiles import TILE_WIDTH
+from ironlog.engine.audit import audit_log
+from ironlog.engine.instance import Ironlog
 from ironlog.errors import (
     ConflictError,
     IntegrityError,
     InvalidRequestError,
     NotFoundError,
 )
-from ironlog.instance import Ironlog
 from ironlog.store.base import Durability, Query
-from ironlog.tiles import TILE_WIDTH
 
 
 def ev(i: int, **kw: object) -> bytes:
@@ -182,8 +182,8 @@ def test_concurrent_threads_one_tree(il: Ironlog) -> None:
 
 CHILD = r"""
 import sys, json
-from ironlog.instance import Ironlog
-from ironlog.entry import prepare_json, now_us
+from ironlog.engine.instance import Ironlog
+from ironlog.core.entry import prepare_json, now_us
 il = Ironlog(sys.argv[1]); lg = il.log("acme", "pay")
 for i in range(int(sys.argv[3])):
     e = prepare_json(json.dumps({"w": sys.argv[2], "i": i}), now_us(), "t")

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironlog.entry import format_time, prepare_json, prepare_text
+from ironlog.core.entry import format_time, prepare_json, prepare_text
+from ironlog.core.merkle import leaf_hash
+from ironlog.core.timeparse import parse_time
 from ironlog.errors import InvalidEntryError
-from ironlog.merkle import leaf_hash
-from ironlog.timeparse import parse_time
 
 T = 1_795_000_000_123_456
 

@@ -414,7 +414,7 @@ def _otlp_record() -> dict[str, Any]:
 def test_every_file_in_the_data_directory_is_private(tmp_path: Path) -> None:
     """After a run that appended, served metrics (two workers), verified and
     witnessed: files 0600, directories 0700, even with a permissive umask."""
-    from ironlog.witness import keygen
+    from ironlog.tools.witness_server import keygen
 
     data = tmp_path / "data"
     cli(data, "init")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ironlog import merkle, note, tiles
+from ironlog.core import merkle, note, tiles
 from ironlog.errors import VerificationError
 
 b64 = base64.b64decode

@@ -19,8 +19,8 @@ import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from ironlog.entry import prepare_object
-from ironlog.limits import Limits, split_batch
+from ironlog.core.entry import prepare_object
+from ironlog.service.limits import Limits, split_batch
 from tests.conftest import BIN
 from tests.pki import CA
 from tests.server import Server, _free_port, run_server

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ironlog.core.merkle import verify_consistency, verify_inclusion
 from ironlog.errors import IronlogError
-from ironlog.merkle import verify_consistency, verify_inclusion
 from tests.conftest import VECTORS
 
 INCLUSION = sorted((VECTORS / "merkle" / "inclusion").rglob("*.json"))

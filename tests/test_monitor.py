@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ironlog import note
 from ironlog.client import Client
+from ironlog.core import note
 from tests.conftest import BIN
 from tests.server import run_server
 from tests.test_client import _restore, _snapshot, tenant_log

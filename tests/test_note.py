@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironlog import merkle, note, tiles, tlogproof
+from ironlog.core import merkle, note, tiles, tlogproof
 from ironlog.errors import FormatError, IronlogError, VerificationError
 
 SPEC_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"

@@ -19,18 +19,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import merkle
-from ironlog.audit import audit_log
-from ironlog.engine import Log, Receipt
-from ironlog.entry import now_us, prepare_json
+from ironlog.core import merkle
+from ironlog.core.entry import now_us, prepare_json
+from ironlog.core.note import CosignatureSigner, SignedCheckpoint, open_checkpoint
+from ironlog.core.policy import parse_policy
+from ironlog.engine.audit import audit_log
+from ironlog.engine.instance import Ironlog, init_data_dir
+from ironlog.engine.log import Log, Receipt
 from ironlog.errors import NotFoundError
-from ironlog.instance import Ironlog, init_data_dir
-from ironlog.note import CosignatureSigner, SignedCheckpoint, open_checkpoint
-from ironlog.outbound import OutboundPolicy
-from ironlog.policy import parse_policy
+from ironlog.service.cosigning import Witnessing
+from ironlog.service.outbound import OutboundPolicy
 from ironlog.store.base import Durability
 from ironlog.store.sqlite import SqliteDriver
-from ironlog.witnessing import Witnessing
 from tests.powerloss import PowerLossVFS
 
 

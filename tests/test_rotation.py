@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import note, tlogproof
+from ironlog.core import note, tlogproof
 from tests.conftest import BIN
 from tests.server import run_server
 from tests.test_client import tenant_log

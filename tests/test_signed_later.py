@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import merkle
 from ironlog.client import AsyncClient, Client
+from ironlog.core import merkle
+from ironlog.core.evidence import verify_proof_file
+from ironlog.core.note import Verifier, b64decode, open_checkpoint
 from ironlog.errors import ForkError
-from ironlog.evidence import verify_proof_file
-from ironlog.note import Verifier, b64decode, open_checkpoint
 from tests.server import Server, run_server
 from tests.test_cli import run
 

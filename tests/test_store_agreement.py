@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ironlog import merkle, tiles
-from ironlog.entry import PreparedEntry, prepare_object
+from ironlog.core import merkle, tiles
+from ironlog.core.entry import PreparedEntry, prepare_object
+from ironlog.core.note import Checkpoint, Signer
 from ironlog.errors import ConflictError, NotFoundError
-from ironlog.note import Checkpoint, Signer
 from ironlog.store.base import (
     ApiKeyRecord,
     Driver,

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ironlog.atomic import replace_atomically
-from ironlog.entry import column_mismatch, prepare_object
+from ironlog.core.entry import column_mismatch, prepare_object
+from ironlog.engine.instance import Ironlog, init_data_dir
 from ironlog.errors import InvalidRequestError, LogUnavailableError
-from ironlog.instance import Ironlog, init_data_dir
 from ironlog.store.base import check_name
 from tests.conftest import BIN
 from tests.server import Server, run_server
@@ -571,7 +571,7 @@ def test_an_append_during_a_check_is_no_rollback(
     """The recorded signed size grows right after a commit, in another thread
     (or worker): a check that read the head just before must not call that a
     rollback (seen as a false integrity failure under two workers)."""
-    from ironlog.audit import audit_log
+    from ironlog.engine.audit import audit_log
 
     il.create_log("race", "l", create_tenant=True)
     lg = il.log("race", "l")

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironlog import syslog
+from ironlog.core import syslog
 from tests.conftest import BIN
 from tests.pki import CA
 from tests.server import Server, _free_port, run_server

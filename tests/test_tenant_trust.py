@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import note, tlogproof
-from ironlog.instance import Ironlog
+from ironlog.core import note, tlogproof
+from ironlog.engine.instance import Ironlog
 from ironlog.store.base import Query
 from tests.conftest import BIN
 from tests.server import Server, run_server

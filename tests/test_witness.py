@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironlog import merkle, note
+from ironlog.core import merkle, note
 from tests.conftest import BIN
 from tests.server import _free_port
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from ironlog import note, tlogproof
+from ironlog.core import note, tlogproof
 from tests.conftest import BIN
 from tests.server import Server, run_server
 from tests.test_client import _restore, _snapshot, tenant_log

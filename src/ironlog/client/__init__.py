@@ -8,9 +8,10 @@ imported lazily so that the verifying parts work without it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ironlog.client.trust import LogTrust, TrustStore, verify_entry
+from ironlog.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ironlog.client.handler import LogHandler, StructlogProcessor
@@ -40,10 +41,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ironlog.client' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -36,6 +36,8 @@ from ironlog.client.trust import (
     verify_extends,
     verify_leaf,
 )
+from ironlog.core.merkle import verify_consistency
+from ironlog.core.note import SignedCheckpoint, b64decode
 from ironlog.errors import (
     FormatError,
     InvalidRequestError,
@@ -45,8 +47,6 @@ from ironlog.errors import (
     VerificationError,
     error_classes,
 )
-from ironlog.merkle import verify_consistency
-from ironlog.note import SignedCheckpoint, b64decode
 
 _ERRORS = error_classes()
 QUERY_FILTERS = ("since", "until", "actor", "action", "resource", "outcome")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ironlog.atomic import replace_atomically
+from ironlog.core.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ironlog.core.note import SignedCheckpoint, Verifier, b64decode, b64encode, open_checkpoint
 from ironlog.errors import (
     ConfigurationError,
     ForkError,
@@ -32,8 +34,6 @@ from ironlog.errors import (
     RollbackError,
     VerificationError,
 )
-from ironlog.merkle import leaf_hash, verify_consistency, verify_inclusion
-from ironlog.note import SignedCheckpoint, Verifier, b64decode, b64encode, open_checkpoint
 
 STATE_VERSION = 1
 

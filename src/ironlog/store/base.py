@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ironlog.entry import PreparedEntry
+from ironlog.core.entry import PreparedEntry
+from ironlog.core.numparse import parse_int
 from ironlog.errors import ConflictError, InvalidRequestError
-from ironlog.numparse import parse_int
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # always matched whole: fullmatch
 

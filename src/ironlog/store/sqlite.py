@@ -23,7 +23,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ironlog.atomic import create_file, fsync_dir, make_dirs
-from ironlog.entry import PreparedEntry, now_us
+from ironlog.core.entry import PreparedEntry, now_us
+from ironlog.core.merkle import EMPTY_ROOT
+from ironlog.core.tiles import TILE_HEIGHT, TileBuilder
 from ironlog.errors import (
     ConflictError,
     IntegrityError,
@@ -32,7 +34,6 @@ from ironlog.errors import (
     LogUnavailableError,
     NotFoundError,
 )
-from ironlog.merkle import EMPTY_ROOT
 from ironlog.store.base import (
     DEFAULT_INDEXES,
     ApiKeyRecord,
@@ -53,7 +54,6 @@ from ironlog.store.base import (
     TenantRecord,
     parse_indexes,
 )
-from ironlog.tiles import TILE_HEIGHT, TileBuilder
 
 BUSY_TIMEOUT_MS = 60_000
 

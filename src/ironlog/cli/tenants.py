@@ -1,0 +1,161 @@
+"""``ironlog tenant ...``: tenants, their signing keys, witnessing and operator lock."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ironlog.cli.base import DataDir, pass_data
+from ironlog.errors import IronlogError
+
+
+@click.group("tenant")
+def tenant_group() -> None:
+    """Manage tenants."""
+
+
+@tenant_group.command("create")
+@click.argument("name")
+@pass_data
+def tenant_create(dd: DataDir, name: str) -> None:
+    """Create a tenant with its own signing key."""
+    rec = dd.open().create_tenant(name)
+    click.echo(f"created tenant {rec.name}")
+
+
+@tenant_group.command("list")
+@pass_data
+def tenant_list(dd: DataDir) -> None:
+    """List tenants."""
+    for t in dd.open(read_only=True).control.list_tenants():
+        click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
+
+
+def _switch(disabled: bool, help: str) -> click.Command:
+    """``tenant disable`` and ``tenant enable``."""
+
+    @click.argument("name")
+    @pass_data
+    def command(dd: DataDir, name: str) -> None:
+        dd.open().set_tenant_disabled(name, disabled)  # recorded in the tenant's system log
+        click.echo(f"{'disabled' if disabled else 'enabled'} tenant {name}")
+
+    return click.command("disable" if disabled else "enable", help=help)(command)
+
+
+tenant_group.add_command(
+    _switch(True, "Disable a tenant: its keys stop working (within a second in a running service).")
+)
+tenant_group.add_command(_switch(False, "Enable a disabled tenant again."))
+
+
+@tenant_group.command("keys")
+@click.argument("tenant")
+@pass_data
+def tenant_keys(dd: DataDir, tenant: str) -> None:
+    """List TENANT's checkpoint-signing keys (fingerprint, kind, created, retired)."""
+    from ironlog.core.entry import format_time
+
+    for k in dd.open(read_only=True).signing_keys(tenant):
+        retired = format_time(k.retired_us) if k.retired_us else "active"
+        click.echo(f"{k.fingerprint}\t{k.kind}\t{format_time(k.created_us)}\t{retired}")
+
+
+@tenant_group.command("rotate-key")
+@click.argument("tenant")
+@click.option("--pkcs11-module", help="PKCS#11 library: generate the new key in that token.")
+@click.option("--pkcs11-token", help="Token label.")
+@click.option("--pkcs11-label", help="Label for the new key in the token.")
+@pass_data
+def tenant_rotate_key(
+    dd: DataDir,
+    tenant: str,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pkcs11_label: str | None,
+) -> None:
+    """Add a new signing key for TENANT.  Old and new keys both sign every
+    checkpoint until the old one is retired (retire-key).  With --pkcs11-*, the
+    key is generated in the token and never leaves it (PIN: IRONLOG_PKCS11_PIN)."""
+    from ironlog.engine.signing_keys import Pkcs11Ref
+
+    given = [pkcs11_module, pkcs11_token, pkcs11_label]
+    if any(given) and not all(given):
+        raise click.UsageError("--pkcs11-module, --pkcs11-token and --pkcs11-label go together")
+    ref = (
+        Pkcs11Ref(str(pkcs11_module), str(pkcs11_token), str(pkcs11_label)) if all(given) else None
+    )
+    il = dd.open()
+    rec = il.rotate_signing_key(tenant, ref)
+    click.echo(f"new signing key {rec.fingerprint} ({rec.kind}); now signing with:", err=True)
+    for info, lg in il.each_log(tenant):
+        if isinstance(lg, IronlogError):
+            click.echo(f"{info.path}\tcannot be opened: {lg}", err=True)
+            continue
+        for v in lg.keys.published():
+            if v["retired_us"] is None:
+                click.echo(f"{info.path}\t{v['fingerprint']}\t{v['vkey']}")
+
+
+@tenant_group.command("retire-key")
+@click.argument("tenant")
+@click.argument("fingerprint")
+@pass_data
+def tenant_retire_key(dd: DataDir, tenant: str, fingerprint: str) -> None:
+    """Stop signing with a key; checkpoints it signed still verify with it."""
+    dd.open().retire_signing_key(tenant, fingerprint)
+    click.echo(f"retired {fingerprint}")
+
+
+@tenant_group.command("witnessing")
+@click.argument("tenant")
+@click.option(
+    "--enable/--disable", required=True, help="Allow the tenant's logs witnesses, or not."
+)
+@pass_data
+def tenant_witnessing(dd: DataDir, tenant: str, enable: bool) -> None:
+    """Allow TENANT to give its logs witnesses (off by default): the service then
+    sends requests to URLs the tenant chooses, on public addresses or networks
+    allowed with serve --witness-allow.  Recorded in the tenant's system log."""
+    dd.open().set_witnessing_allowed(tenant, enable)
+    click.echo(f"witnessing {'enabled' if enable else 'disabled'} for tenant {tenant}")
+
+
+@tenant_group.command("operator-lock")
+@click.argument("tenant")
+@click.option("--unlock", is_flag=True, help="Lift the lock.")
+@click.option(
+    "--url",
+    help="As the tenant: the service's URL; the tenant's admin key comes from IRONLOG_API_KEY.  "
+    "Without --url: on the service's machine, as the operator (to unlock a tenant that lost "
+    "its admin keys).",
+)
+@pass_data
+def tenant_operator_lock(dd: DataDir, tenant: str, unlock: bool, url: str | None) -> None:
+    """Lock the operator out of creating or rotating TENANT's API keys (or --unlock).
+    Every lock and unlock is recorded in the tenant's system log."""
+    if url is None:
+        dd.open().set_operator_locked(tenant, not unlock)
+    else:
+        import httpx
+
+        key = os.environ.get("IRONLOG_API_KEY")
+        if not key:
+            raise click.UsageError("set IRONLOG_API_KEY to the tenant's admin key")
+        try:
+            r = httpx.post(
+                f"{url.rstrip('/')}/v1/tenants/{tenant}/operator-lock",
+                json={"locked": not unlock},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+        except httpx.HTTPError as e:
+            raise click.ClickException(f"cannot reach {url}: {type(e).__name__}") from e
+        if r.status_code != 200:
+            try:
+                msg = str(r.json()["error"]["message"])
+            except (ValueError, KeyError, TypeError):
+                msg = f"HTTP {r.status_code}"
+            raise click.ClickException(msg)
+    click.echo(f"operator {'unlocked' if unlock else 'locked out'} for tenant {tenant}")

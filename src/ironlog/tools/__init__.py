@@ -1,0 +1,1 @@
+"""Standalone programs: the witness server (``witness_server``) and the monitor (``monitor``)."""
