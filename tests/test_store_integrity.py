@@ -597,3 +597,14 @@ def test_non_finite_numbers_get_the_column_their_bytes_give() -> None:
         e = prepare_object({"actor": v}, 0, "t")
         stored = (e.received_us, e.actor, e.action, e.resource, e.outcome)
         assert column_mismatch(e.data, stored) is None
+
+
+def test_releasing_a_log_that_is_not_quarantined_says_so(tmp_path: Path) -> None:
+    """It used to print "released" (and record a release) for a log in service."""
+    data = tmp_path / "data"
+    run(data, "init")
+    run(data, "log", "create", "rel/l")
+    p = run(data, "log", "release", "rel/l", ok=False)
+    assert "is not quarantined" in p.stderr and "Traceback" not in p.stderr
+    run(data, "log", "quarantine", "rel/l", "--reason", "check")
+    assert "released rel/l" in run(data, "log", "release", "rel/l").stdout

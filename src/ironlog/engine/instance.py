@@ -504,7 +504,8 @@ class Ironlog:
 
     def release_log(self, tenant: str, name: str, by: str = HOST) -> LogInfo:
         """Put a quarantined log back in service (it is checked again on open)."""
-        self.log_info(tenant, name)
+        if self.log_info(tenant, name).quarantined is None:
+            raise InvalidRequestError(f"log {tenant}/{name} is not quarantined")
         if name == SYSTEM_LOG:  # it records nothing until it is back in service
             self.control.set_log_quarantined(tenant, name, None)
             self._record_log_act(tenant, name, by, "log.release")
