@@ -418,10 +418,11 @@ class SqliteLogStore(LogStore):
             )
         return [bytes(r[0]) for r in rows]
 
-    def scan_entries(
-        self, start: int = 0, end: int | None = None
-    ) -> Iterator[list[tuple[int, bytes]]]:
-        # A connection of its own: a long scan must not hold the shared reader.
+    def _scan(
+        self, columns: str, page: int, start: int, end: int | None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Pages of ``idx, columns`` rows in index order, on a connection of
+        their own: a long scan must not hold the shared reader."""
         with _translated(f"read {self.info.path}"):
             con = self._connect(self.path)
         try:
@@ -430,8 +431,8 @@ class SqliteLogStore(LogStore):
             while pos < stop:
                 with _translated(f"read {self.info.path}"):
                     rows = con.execute(
-                        "SELECT idx, CAST(data AS BLOB) FROM entries WHERE idx >= ? AND idx < ?"
-                        " ORDER BY idx LIMIT 65536",
+                        f"SELECT idx, {columns} FROM entries WHERE idx >= ? AND idx < ?"
+                        f" ORDER BY idx LIMIT {page}",
                         (pos, stop),
                     ).fetchall()
                 if not rows:
@@ -441,25 +442,15 @@ class SqliteLogStore(LogStore):
         finally:
             con.close()
 
+    def scan_entries(
+        self, start: int = 0, end: int | None = None
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        yield from self._scan("CAST(data AS BLOB)", 65536, start, end)
+
     def scan_rows(self, start: int = 0, end: int | None = None) -> Iterator[list[StoredRow]]:
-        with _translated(f"read {self.info.path}"):
-            con = self._connect(self.path)
-        try:
-            stop = end if end is not None else 1 << 62
-            pos = start
-            while pos < stop:
-                with _translated(f"read {self.info.path}"):
-                    rows = con.execute(
-                        "SELECT idx, CAST(data AS BLOB), received_us, actor, action, resource,"
-                        " outcome FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT 16384",
-                        (pos, stop),
-                    ).fetchall()
-                if not rows:
-                    break
-                yield [(r[0], bytes(r[1]), *r[2:]) for r in rows]
-                pos = rows[-1][0] + 1
-        finally:
-            con.close()
+        columns = "CAST(data AS BLOB), received_us, actor, action, resource, outcome"
+        for rows in self._scan(columns, 16384, start, end):
+            yield [(r[0], bytes(r[1]), *r[2:]) for r in rows]
 
     def extents(self) -> Extents:
         with (
