@@ -213,3 +213,22 @@ def test_key_strings_roundtrip(seed: bytes) -> None:
     s = note.Signer("log.example/t/l", seed)
     assert note.Signer.from_private_key(s.private_key()).vkey() == s.vkey()
     assert note.Verifier.from_vkey(s.vkey()) == s.verifier()
+
+
+@given(st.integers(min_value=0, max_value=1 << 40))
+def test_partial_tiles_and_widths_agree_with_the_tile_list(size: int) -> None:
+    # tile_width_at and partial_tiles are the one place tile geometry is
+    # computed; tiles_for_size, the builder resume and the tile route use them.
+    listed = (
+        {(r.level, r.index): r.width for r in tiles.tiles_for_size(size)} if size < 1 << 20 else {}
+    )
+    edges = tiles.partial_tiles(size)
+    assert [lv for lv, _ in edges] == list(range(len(edges)))
+    for level, index in edges:
+        width = tiles.tile_width_at(level, index, size)
+        assert width == (size >> (8 * level)) % 256
+        assert tiles.tile_width_at(level, index + 1, size) == 0
+        if listed and width:
+            assert listed[(level, index)] == width
+    assert tiles.tile_width_at(-1, size // 256, size) == size % 256
+    assert tiles.tile_width_at(-1, 0, size) == min(size, 256)

@@ -102,9 +102,29 @@ def tiles_for_size(size: int) -> list[TileRef]:
 
 
 def tile_width_at(level: int, index: int, size: int) -> int:
-    """How many hashes tile (level, index) has in a tree of ``size`` (0 = none)."""
-    count = size >> (TILE_HEIGHT * level)
+    """How many hashes tile (level, index) has in a tree of ``size`` (0 = none).
+
+    Level -1 is the entry bundle, which holds entries, not hashes: the same
+    count as level 0.
+    """
+    count = size >> (TILE_HEIGHT * max(level, 0))
     return max(0, min(TILE_WIDTH, count - index * TILE_WIDTH))
+
+
+def partial_tiles(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the right-edge tile at each level of a ``size`` tree.
+
+    Level L has ``size >> 8L`` hashes; its last tile, full or partial, has
+    index ``size >> 8(L+1)``.  A level whose last tile is full still gets an
+    entry (its width there is 0): this is the list a :class:`TileBuilder`
+    resumes from.
+    """
+    out: list[tuple[int, int]] = []
+    level = 0
+    while size >> (TILE_HEIGHT * level):
+        out.append((level, size >> (TILE_HEIGHT * (level + 1))))
+        level += 1
+    return out
 
 
 def encode_bundle(entries: Iterable[bytes]) -> bytes:

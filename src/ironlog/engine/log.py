@@ -30,7 +30,14 @@ from dataclasses import dataclass, replace
 from ironlog.core.entry import PreparedEntry
 from ironlog.core.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.core.note import Checkpoint, Signer, Verifier, open_checkpoint
-from ironlog.core.tiles import TILE_HEIGHT, TILE_WIDTH, NodeReader, TileBuilder, encode_bundle
+from ironlog.core.tiles import (
+    TILE_WIDTH,
+    NodeReader,
+    TileBuilder,
+    encode_bundle,
+    partial_tiles,
+    tile_width_at,
+)
 from ironlog.core.tlogproof import TlogProof
 from ironlog.engine.signing_keys import KeyRing
 from ironlog.errors import (
@@ -338,8 +345,7 @@ def beyond_head(store: LogStore) -> str | None:
     if ext.last_checkpoint is not None and ext.last_checkpoint > size:
         return f"a checkpoint of size {ext.last_checkpoint} lies beyond the tree size {size}"
     for level, (index, width) in sorted(ext.last_tiles.items()):
-        covered = size >> (TILE_HEIGHT * level)  # hashes this level holds
-        if index * TILE_WIDTH + width > covered:
+        if width > tile_width_at(level, index, size):
             return f"tile {level}/{index} (width {width}) lies beyond the tree size {size}"
     return None
 
@@ -461,11 +467,7 @@ class Log:
                 f"{where}: a checkpoint of size {latest[0]} was signed but the log has "
                 f"only {head.size} entries"
             )
-        partial = []
-        level = 0
-        while head.size >> (TILE_HEIGHT * level):
-            partial.append(self.store.tile(level, head.size >> (TILE_HEIGHT * (level + 1))) or b"")
-            level += 1
+        partial = [self.store.tile(lv, ix) or b"" for lv, ix in partial_tiles(head.size)]
         try:
             root = TileBuilder(head.size, partial).root()
         except IronlogError as e:

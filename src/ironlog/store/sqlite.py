@@ -25,7 +25,7 @@ from urllib.parse import quote
 from ironlog.atomic import create_file, fsync_dir, make_dirs
 from ironlog.core.entry import PreparedEntry, now_us
 from ironlog.core.merkle import EMPTY_ROOT
-from ironlog.core.tiles import TILE_HEIGHT, TileBuilder
+from ironlog.core.tiles import TileBuilder, partial_tiles
 from ironlog.errors import (
     ConflictError,
     IntegrityError,
@@ -263,14 +263,11 @@ class SqliteLogStore(LogStore):
     # -- writing -------------------------------------------------------------
     def _load_builder(self, con: sqlite3.Connection, size: int) -> TileBuilder:
         partial: list[bytes] = []
-        level = 0
-        while size >> (TILE_HEIGHT * level):
-            idx = size >> (TILE_HEIGHT * (level + 1))
+        for level, idx in partial_tiles(size):
             row = con.execute(
                 "SELECT CAST(data AS BLOB) FROM tiles WHERE level=? AND idx=?", (level, idx)
             ).fetchone()
             partial.append(row[0] if row else b"")
-            level += 1
         return TileBuilder(size, partial)
 
     def append(

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get
 
 from ironlog.core.note import b64encode
-from ironlog.core.tiles import parse_tile_path
+from ironlog.core.tiles import parse_tile_path, tile_width_at
 from ironlog.engine.log import Log
 from ironlog.errors import FormatError, NotFoundError
 from ironlog.service.http.codec import json_response
@@ -80,11 +80,7 @@ def tile(request: Request[Any, Any, Any], tenant: str, name: str, rest: str) -> 
     # Only what a signed (durable) checkpoint covers: a full tile is served as
     # immutable, and a power cut may still drop what is beyond it.
     size = (lg.latest_signed() or (0, ""))[0]
-    if ref.is_bundle:
-        available = max(0, min(256, size - ref.index * 256))
-    else:
-        available = max(0, min(256, (size >> (8 * ref.level)) - ref.index * 256))
-    if available < ref.width:
+    if tile_width_at(ref.level, ref.index, size) < ref.width:
         raise NotFoundError(f"tile {ref.path()} does not exist at tree size {size}")
     data = (
         lg.bundle(ref.index, ref.width)
