@@ -39,7 +39,7 @@ from common import dump, free_port, server
 from ironlog.client import LogHandler
 from ironlog.core.entry import format_time, now_us
 from ironlog.engine.instance import Ironlog
-from ironlog.service.ingest.listeners import syslog_entry
+from ironlog.service.ingest.protocols import syslog_entry
 
 MSG = (
     b"<86>1 2026-11-26T10:00:00.000000Z pay-gw-%d payments 4242 AUTH "

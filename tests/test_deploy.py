@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from ironlog.service.ingest.listeners import ListenSpec
+from ironlog.service.ingest.specs import ListenSpec
 from ironlog.service.server import ServeConfig
 from tests.conftest import BIN, ROOT
 from tests.server import run_server

@@ -181,3 +181,60 @@ def test_doc_examples_create_the_logs_they_use() -> None:
                 used += [f"{m.group(1)}/{m.group(2)}"] if m else []
                 missing = [u for u in used if u not in created]
                 assert not missing, f"{doc.name}: {line.strip()!r} uses {missing} before creating"
+
+
+def _examples(help_text: str) -> list[list[str]]:
+    """The commands of a help text's ``\\b`` Example(s) block, as words: continuation
+    lines joined; variable assignments before it, what is piped into it and
+    redirections dropped."""
+    import inspect
+    import shlex
+
+    block = inspect.cleandoc(help_text).split("\b\nExample")[1].split("\n\n")[0]
+    commands, current = [], ""
+    for line in block.splitlines()[1:]:
+        current += " " + line.strip().removesuffix("\\")
+        if not line.endswith("\\"):
+            words = shlex.split(current.split(" | ")[-1])
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                words.pop(0)
+            cut = next((i for i, w in enumerate(words) if w in (">", "<")), len(words))
+            commands.append(words[:cut])
+            current = ""
+    return commands
+
+
+def test_every_command_shows_an_example_that_names_it_and_its_options() -> None:
+    """Each command's help ends with an example (a ``\\b`` block, as click's docs
+    show them) that runs that command (or, for a group, its commands) with options
+    it has: a renamed option or command fails here, not in a reader's shell."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gen_cli_docs
+    finally:
+        sys.path.pop(0)
+    import inspect
+
+    from ironlog.cli.base import DefaultGroup
+
+    root = gen_cli_docs.main
+    for path, cmd in gen_cli_docs.walk(root, ["ironlog"]):
+        text = inspect.cleandoc(cmd.help or "")
+        assert "\b\nExample" in text, f"{' '.join(path)} has no example"
+        examples = _examples(text)
+        assert examples, f"{' '.join(path)}: no example command"
+        for words in examples:
+            assert words[0] == "ironlog", (path, words)
+            rest, at, names = words[1:], root, ["ironlog"]
+            if rest[:1] == ["--data"]:
+                rest = rest[2:]
+            while isinstance(at, click.Group):
+                if isinstance(at, DefaultGroup) and (not rest or rest[0] not in at.commands):
+                    rest = [at.default, *rest]
+                assert rest and rest[0] in at.commands, (path, words)
+                at, names, rest = at.commands[rest[0]], [*names, rest[0]], rest[1:]
+            assert names[: len(path)] == path, f"{' '.join(path)}: example runs {names}"
+            known = {o for p in at.params for o in [*p.opts, *p.secondary_opts]}
+            for w in rest:
+                if w.startswith("-") and len(w) > 1:
+                    assert w.split("=")[0] in known, f"{' '.join(names)}: no option {w}"

@@ -215,3 +215,31 @@ def test_exact_entry_bytes_for_offline_verification(log: tuple[Path, str], tmp_p
                 "/v1/logs/acme/pay/entries/99", headers={"Accept": "application/octet-stream"}
             )
             assert missing.status_code == 404
+
+
+def test_proof_verify_is_a_command_and_an_unreadable_file_is_exit_2(
+    log: tuple[Path, str], tmp_path: Path
+) -> None:
+    """``proof verify`` is a subcommand of ``proof`` (``proof T/L`` is ``proof show
+    T/L``); a file that cannot be read is one line and exit 2, as for ``evidence
+    verify`` and ``python -m ironlog.evidence``, never a traceback."""
+    data, vkey = log
+    shown = _cli(data, "proof", "show", "acme/pay", "--index", "4").stdout
+    assert shown == _cli(data, "proof", "acme/pay", "--index", "4").stdout
+    assert shown == _cli(data, "proof", "--index", "4", "acme/pay").stdout
+    proof = tmp_path / "e4.tlog-proof"
+    proof.write_text(shown)
+    entry = tmp_path / "e4.bin"
+    entry.write_bytes(_cli(data, "entry", "acme/pay", "4").stdout.encode())
+    for args in (
+        ("proof", "verify", "/proc/self/mem", "--entry", str(entry), "--vkey", vkey),
+        ("proof", "verify", str(proof), "--entry", "/proc/self/mem", "--vkey", vkey),
+        ("evidence", "verify", "/proc/self/mem", "--vkey", vkey),
+    ):
+        r = _cli(data, *args, check=False)
+        assert r.returncode == 2 and r.stderr.startswith("error: "), r.stderr
+        assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = _cli(data, "proof", "verify", str(proof), "--entry", str(entry), "--vkey", vkey)
+    assert "RESULT: everything holds" in r.stdout
+    r = _cli(data, "proof", "verify", str(proof), "--vkey", vkey, check=False)
+    assert r.returncode == 2 and "Missing option '--entry'" in r.stderr

@@ -179,3 +179,16 @@ def test_importing_ironlog_does_not_load_the_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_pure_parts_of_the_listeners_and_otlp_load_no_io() -> None:
+    """Framing, listener specs and the OTLP mapping are tested without sockets: they
+    load no event loop, socket, TLS, HTTP framework or engine."""
+    modules = [f"ironlog.service.ingest.{m}" for m in ("framing", "specs", "otlp")]
+    banned = {"asyncio", "socket", "ssl", "litestar", "anyio", "sqlite3", "ironlog.engine"}
+    code = (
+        f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+        f"print(sorted({banned!r} & set(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"

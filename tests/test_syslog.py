@@ -482,3 +482,29 @@ def test_fast_path_agrees_with_the_careful_parser(
     finally:
         syslog._fast5424 = orig  # type: ignore[assignment]
     assert fast == careful
+
+
+def test_listen_tables_of_the_wrong_type_are_refused_clearly(tmp_path: Path) -> None:
+    """A ``[[listen]]`` setting of the wrong type is named, before anything starts:
+    never a traceback, never a listener that fails later."""
+    data = _data(tmp_path, "acme/x")
+    base = {"kind": '"syslog-tcp"', "host": '"127.0.0.1"', "port": "5514", "log": '"acme/x"'}
+    for key, value, msg in (
+        ("log", "5", "the target must be TENANT/LOG"),
+        ("log", '"acme"', "the target must be TENANT/LOG"),
+        ("host", "5", "host must be a string"),
+        ("idle_timeout", '"5"', "idle_timeout must be a number"),
+        ("pressure_idle_timeout", "true", "pressure_idle_timeout must be a number"),
+        ("client_ca", "1", "client_ca must be a string or absent"),
+    ):
+        table = {**base, key: value}
+        cfg = tmp_path / "c.toml"
+        cfg.write_text("[[listen]]\n" + "".join(f"{k} = {v}\n" for k, v in table.items()))
+        r = subprocess.run(
+            [str(BIN / "ironlog"), "--data", str(data), "serve", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode != 0 and msg in r.stderr, (key, r.stderr)
+        assert "Traceback" not in r.stderr, r.stderr

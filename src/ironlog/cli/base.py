@@ -69,11 +69,26 @@ LOG_REF = LogRefType()
 
 
 def parse_log_ref(text: str) -> LogRef:
-    """``TENANT/LOG`` given where another word is also accepted (``proof verify``)."""
+    """``TENANT/LOG`` from an argument kept as text (``integrity report``'s list)."""
     try:
         return LogRef.parse(text)
     except IronlogError as e:
         raise click.BadParameter(str(e), param_hint="TENANT/LOG") from e
+
+
+class DefaultGroup(click.Group):
+    """A group whose first word may also be the first argument of its ``default``
+    command: ``ironlog proof T/L --index N`` is ``ironlog proof show T/L --index N``,
+    while ``ironlog proof verify FILE`` is the ``verify`` command."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
 
 
 def log_command(group: click.Group, name: str) -> Callable[[Callable[..., None]], click.Command]:

@@ -1,5 +1,5 @@
-"""Entries and proofs: ``append``, ``query``, ``export``, ``checkpoint``, ``vkey``,
-``entry``, ``proof``, ``verify``."""
+"""Entries: ``append``, ``query``, ``export``, ``checkpoint``, ``vkey``, ``entry``,
+``verify`` (``proof`` is in :mod:`ironlog.cli.proofs`)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import click
 import msgspec
 
 from ironlog.atomic import replace_atomically
-from ironlog.cli.base import FORMATS, LOG_REF, DataDir, parse_log_ref, pass_data
+from ironlog.cli.base import FORMATS, LOG_REF, DataDir, pass_data
 from ironlog.core.entry import PreparedEntry, now_us, prepare_json, prepare_text
 from ironlog.core.names import LogRef
-from ironlog.core.note import b64encode
 from ironlog.core.timeparse import parse_time
 from ironlog.engine.audit import AuditReport, audit_log
 from ironlog.engine.log import BatchReceipt, Receipt
@@ -48,7 +47,14 @@ def append(dd: DataDir, path: LogRef, file: IO[bytes], raw: bool, batch_size: in
     """Append NDJSON objects (or --raw text lines) from FILE or stdin.
 
     Each batch is all or nothing; on a bad line the command stops, says which
-    line, and reports what earlier batches already appended."""
+    line, and reports what earlier batches already appended.
+
+    \b
+    Examples:
+      ironlog append acme/payments events.ndjson
+      echo '{"actor":"alice","action":"pay"}' | ironlog append acme/payments
+      ironlog append acme/payments --raw app.log
+    """
     tenant, name = path
     lg = dd.open().log(tenant, name)
     pending: list[Future[BatchReceipt | list[Receipt]]] = []
@@ -173,7 +179,13 @@ def _write(rows: Iterator[tuple[int, bytes]], fmt: str, out: IO[str]) -> int:
 @_filters
 @pass_data
 def query(dd: DataDir, /, path: LogRef, fmt: str | None, **kw: Any) -> None:
-    """Show entries by received time and actor, action, resource, outcome."""
+    """Show entries by received time and actor, action, resource, outcome.
+
+    \b
+    Examples:
+      ironlog query acme/payments --from 1h
+      ironlog query acme/payments --actor alice --action pay --format ndjson --limit 100
+    """
     tenant, name = path
     lg = dd.open(read_only=True).log(tenant, name)
     _write(lg.query(_query(kw)), fmt or "text", sys.stdout)
@@ -185,7 +197,13 @@ def query(dd: DataDir, /, path: LogRef, fmt: str | None, **kw: Any) -> None:
 @_filters
 @pass_data
 def export(dd: DataDir, /, path: LogRef, output: Path, fmt: str | None, **kw: Any) -> None:
-    """Write matching entries to a file, atomically (ndjson by default; - is stdout)."""
+    """Write matching entries to a file, atomically (ndjson by default; - is stdout).
+
+    \b
+    Examples:
+      ironlog export acme/payments --from 1d --output last-day.ndjson
+      ironlog export acme/payments --actor alice --format csv -o alice.csv
+    """
     tenant, name = path
     lg = dd.open(read_only=True).log(tenant, name)
     q = _query(kw)
@@ -206,7 +224,13 @@ def export(dd: DataDir, /, path: LogRef, output: Path, fmt: str | None, **kw: An
 @click.option("--size", type=click.IntRange(min=1), help="A stored checkpoint of this size.")
 @pass_data
 def checkpoint(dd: DataDir, path: LogRef, size: int | None) -> None:
-    """Print the latest signed checkpoint."""
+    """Print the latest signed checkpoint.
+
+    \b
+    Examples:
+      ironlog checkpoint acme/payments
+      ironlog checkpoint acme/payments --size 100
+    """
     tenant, name = path
     click.echo(dd.open(read_only=True).log(tenant, name).checkpoint(size), nl=False)
 
@@ -215,12 +239,17 @@ def checkpoint(dd: DataDir, path: LogRef, size: int | None) -> None:
 @click.argument("path", type=LOG_REF)
 @pass_data
 def vkey(dd: DataDir, path: LogRef) -> None:
-    """Print the log's verifier key."""
+    """Print the log's verifier key.
+
+    \b
+    Example:
+      ironlog vkey acme/payments
+    """
     tenant, name = path
     click.echo(dd.open(read_only=True).log(tenant, name).verifier.vkey())
 
 
-def _write_bytes(data: bytes, output: Path | None) -> None:
+def write_bytes(data: bytes, output: Path | None) -> None:
     """Exact bytes to a file (atomically) or to stdout; nothing added, not even a newline."""
     if output is None or str(output) == "-":
         sys.stdout.buffer.write(data)
@@ -245,80 +274,17 @@ def _write_bytes(data: bytes, output: Path | None) -> None:
 @pass_data
 def entry(dd: DataDir, path: LogRef, index: int, output: Path | None) -> None:
     """The exact stored bytes of entry INDEX: what its leaf hash covers, for
-    ``ironlog proof verify --entry FILE``."""
+    ``ironlog proof verify --entry FILE``.
+
+    \b
+    Example:
+      ironlog entry acme/payments 7 --output e7.bin
+    """
     tenant, name = path
     data = dd.open(read_only=True).log(tenant, name).entry(index)
-    _write_bytes(data, output)
+    write_bytes(data, output)
     if output is not None and str(output) != "-":
         click.echo(f"wrote entry {index} ({len(data)} bytes) to {output}", err=True)
-
-
-@click.command()
-@click.argument("path", metavar="TENANT/LOG | verify")
-@click.argument("proof_file", required=False, type=click.Path(dir_okay=False, exists=True))
-@click.option("--index", type=click.IntRange(min=0), help="Inclusion proof of this entry.")
-@click.option(
-    "--size", type=click.IntRange(min=1), help="Tree size to prove against (default: latest)."
-)
-@click.option(
-    "--from", "from_", type=click.IntRange(min=1), help="Consistency proof from this size..."
-)
-@click.option("--to", type=click.IntRange(min=1), help="...to this size (default: latest).")
-@click.option(
-    "--entry",
-    type=click.Path(dir_okay=False, exists=True),
-    help="verify: file with the entry's exact bytes.",
-)
-@click.option("--vkey", "vkey_", help="verify: the log's verifier key.")
-@click.option("--witness-vkey", multiple=True, help="verify: a witness key (repeatable).")
-@click.option("--quorum", type=click.IntRange(min=0), default=0, help="verify: cosigners needed.")
-@click.option(
-    "--entry-output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --index: also write the entry's exact bytes to this file (for verify --entry).",
-)
-@pass_data
-def proof(
-    dd: DataDir,
-    path: str,
-    proof_file: str | None,
-    index: int | None,
-    size: int | None,
-    from_: int | None,
-    to: int | None,
-    entry: str | None,
-    vkey_: str | None,
-    witness_vkey: tuple[str, ...],
-    quorum: int,
-    entry_output: Path | None,
-) -> None:
-    """A tlog-proof (--index) or a consistency proof (--from/--to) of TENANT/LOG;
-    or ``ironlog proof verify FILE --entry ENTRYFILE --vkey VKEY`` to check a
-    .tlog-proof offline (exit 1 if it does not hold)."""
-    if path == "verify":
-        from ironlog.core.evidence import verify_proof_file
-
-        if not (proof_file and entry and vkey_):
-            raise click.UsageError("proof verify FILE --entry ENTRYFILE --vkey VKEY")
-        report = verify_proof_file(
-            Path(proof_file).read_bytes(), Path(entry).read_bytes(), vkey_, witness_vkey, quorum
-        )
-        click.echo(report.render(), nl=False)
-        raise SystemExit(0 if report.passed else 1)
-    tenant, name = parse_log_ref(path)
-    lg = dd.open(read_only=True).log(tenant, name)
-    if entry_output is not None and (index is None or from_ is not None):
-        raise click.UsageError("--entry-output goes with --index")
-    if index is not None and from_ is None:
-        text = lg.tlog_proof(index, size).to_text()
-        if entry_output is not None:
-            _write_bytes(lg.entry(index), entry_output)
-        click.echo(text, nl=False)
-    elif from_ is not None and index is None:
-        for h in lg.consistency_proof(from_, to):
-            click.echo(b64encode(h))
-    else:
-        raise click.UsageError("give either --index N [--size S] or --from M [--to N]")
 
 
 @click.command()
@@ -334,7 +300,13 @@ def verify(dd: DataDir, path: LogRef | None, all_: bool, quiet: bool) -> None:
     Exits 0 only if everything holds; otherwise names the first bad entry,
     tile or checkpoint.  --all skips quarantined logs (and says so); a log
     that cannot be opened fails without stopping the others.  Never writes to
-    the data directory: works on a read-only copy and on a full disk."""
+    the data directory: works on a read-only copy and on a full disk.
+
+    \b
+    Examples:
+      ironlog verify acme/payments
+      ironlog verify --all --quiet
+    """
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
     il = dd.open(read_only=True)

@@ -15,7 +15,13 @@ from ironlog.core.timeparse import parse_time
 
 @click.group("evidence")
 def evidence_group() -> None:
-    """Evidence bundles for auditors: export, and verify offline."""
+    """Evidence bundles for auditors: export, and verify offline.
+
+    \b
+    Examples:
+      ironlog evidence export acme/payments --index 7 --output case.json
+      ironlog evidence verify case.json --vkey "$(ironlog vkey acme/payments)"
+    """
 
 
 @evidence_group.command("export")
@@ -40,7 +46,13 @@ def evidence_export(
 ) -> None:
     """One self-contained file: the entries, their inclusion proofs, the (cosigned)
     checkpoint, the log's and witnesses' keys, and a consistency proof to the
-    newest checkpoint."""
+    newest checkpoint.
+
+    \b
+    Examples:
+      ironlog evidence export acme/payments --index 7 --index 9 --output case.json
+      ironlog evidence export acme/payments --from 2026-11-01 --to 2026-11-02 --output day.json
+    """
     from ironlog.engine.export import export_evidence, write_bundle
 
     tenant, name = path
@@ -83,16 +95,22 @@ def evidence_verify(
     """Check a bundle offline; says what holds and what does not.  Exit 0: everything
     holds against the keys given; 1: something does not hold; 2: unreadable file;
     3: it holds only against keys taken from the file (no --vkey), so nothing is shown.
-    Needs only the pure core: ``python -m ironlog.evidence verify FILE`` is the same."""
-    from ironlog.core.evidence import main as evidence_main
+    Needs only the pure core: ``python -m ironlog.evidence verify FILE`` is the same.
 
-    args = ["verify", file]
-    if trust_embedded_key:
-        args.append("--trust-embedded-key")
-    if vkey_:
-        args += ["--vkey", vkey_]
-    for w in witness_vkey:
-        args += ["--witness-vkey", w]
-    if quorum is not None:
-        args += ["--quorum", str(quorum)]
-    raise SystemExit(evidence_main(args))
+    \b
+    Examples:
+      ironlog evidence verify case.json --vkey "$(ironlog vkey acme/payments)"
+      ironlog evidence verify case.json --vkey LOG_VKEY \\
+          --witness-vkey W1_VKEY --witness-vkey W2_VKEY --quorum 2
+    """
+    from ironlog.core.evidence import read_bundle, verify_bundle
+    from ironlog.errors import IronlogError
+
+    try:
+        bundle = read_bundle(file)
+    except (OSError, IronlogError) as e:  # an unreadable file is exit 2, not 1
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from e
+    report = verify_bundle(bundle, vkey_, list(witness_vkey) or None, quorum, trust_embedded_key)
+    click.echo(report.render(), nl=False)
+    raise SystemExit(report.exit_code)

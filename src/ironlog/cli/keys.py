@@ -14,7 +14,13 @@ from ironlog.engine.api_keys import KeyManager, parse_scopes
 
 @click.group("key")
 def key_group() -> None:
-    """Manage API keys."""
+    """Manage API keys.
+
+    \b
+    Examples:
+      ironlog key create acme --scopes append --log payments --name gateway
+      ironlog key list acme
+    """
 
 
 @key_group.command("create")
@@ -36,7 +42,13 @@ def key_create(
     expires_in: int | None,
     log_name: str | None,
 ) -> None:
-    """Create an API key for TENANT; the secret is printed once."""
+    """Create an API key for TENANT; the secret is printed once.
+
+    \b
+    Examples:
+      ironlog key create acme --scopes append,read --name app
+      ironlog key create acme --scopes append --log payments --expires-in 86400
+    """
     il = dd.open()
     secret, rec = KeyManager(il.control, record=il.record).create(
         tenant, parse_scopes(scopes), name, expires_in, log_name
@@ -49,7 +61,12 @@ def key_create(
 @click.argument("tenant")
 @pass_data
 def key_list(dd: DataDir, tenant: str) -> None:
-    """List TENANT's API keys: id, scopes, name, created, state (never secrets)."""
+    """List TENANT's API keys: id, scopes, name, created, state (never secrets).
+
+    \b
+    Example:
+      ironlog key list acme
+    """
     il = dd.open(read_only=True)
     il.tenant(tenant)
     for line in _key_rows(KeyManager(il.control).list(tenant)):
@@ -66,7 +83,12 @@ def key_list(dd: DataDir, tenant: str) -> None:
 )
 @pass_data
 def key_rotate(dd: DataDir, tenant: str, key_id: str, old_expires_in: int | None) -> None:
-    """A new key with the same scopes as KEY_ID; the secret is printed once."""
+    """A new key with the same scopes as KEY_ID; the secret is printed once.
+
+    \b
+    Example:
+      ironlog key rotate acme 49ac6145e1e7cf75 --old-expires-in 3600
+    """
     il = dd.open()
     secret, rec = KeyManager(il.control, record=il.record).rotate(key_id, tenant, old_expires_in)
     click.echo(f"key id: {rec.key_id} replaces {key_id}  scopes: {','.join(rec.scopes)}", err=True)
@@ -78,7 +100,12 @@ def key_rotate(dd: DataDir, tenant: str, key_id: str, old_expires_in: int | None
 @click.argument("key_id")
 @pass_data
 def key_revoke(dd: DataDir, tenant: str, key_id: str) -> None:
-    """Revoke an API key now."""
+    """Revoke an API key now.
+
+    \b
+    Example:
+      ironlog key revoke acme 49ac6145e1e7cf75
+    """
     il = dd.open()
     KeyManager(il.control, record=il.record).revoke(key_id, tenant)
     click.echo(f"revoked {key_id}")
@@ -103,13 +130,24 @@ def _key_rows(keys: list[Any]) -> Iterator[str]:
 
 @click.group("operator-key")
 def operator_key_group() -> None:
-    """The operator's API keys (manage tenants over HTTP); needs the data directory."""
+    """The operator's API keys (manage tenants over HTTP); needs the data directory.
+
+    \b
+    Examples:
+      ironlog operator-key new
+      ironlog operator-key list
+    """
 
 
 @operator_key_group.command("list")
 @pass_data
 def operator_key_list(dd: DataDir) -> None:
-    """List operator keys (id, scopes, name, created, state); never secrets."""
+    """List operator keys (id, scopes, name, created, state); never secrets.
+
+    \b
+    Example:
+      ironlog operator-key list
+    """
     for line in _key_rows(KeyManager(dd.open(read_only=True).control).list(None)):
         click.echo(line)
 
@@ -125,7 +163,13 @@ def operator_key_list(dd: DataDir) -> None:
 def operator_key_new(dd: DataDir, keep_old: bool, name: str) -> None:
     """Issue a new operator key and print its secret once, e.g. when the one shown
     at first start was lost.  Needs access to the data directory, not to the API;
-    a running service accepts the new key (and refuses revoked ones) within a second."""
+    a running service accepts the new key (and refuses revoked ones) within a second.
+
+    \b
+    Examples:
+      ironlog operator-key new
+      ironlog operator-key new --keep-old --name backup
+    """
     from ironlog.engine.api_keys import OPERATOR_SCOPE
 
     keys = KeyManager(dd.open().control)

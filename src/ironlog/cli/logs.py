@@ -15,7 +15,13 @@ from ironlog.store.base import DEFAULT_INDEXES, Durability, parse_indexes
 
 @click.group("log")
 def log_group() -> None:
-    """Manage logs."""
+    """Manage logs.
+
+    \b
+    Examples:
+      ironlog log create acme/payments --index action,outcome
+      ironlog log list --tenant acme
+    """
 
 
 @log_command(log_group, "create")
@@ -38,7 +44,13 @@ def log_group() -> None:
     "--public", is_flag=True, help="Serve the log's tlog-tiles and checkpoint without an API key."
 )
 def log_create(dd: DataDir, path: LogRef, durability: str, index: str, public: bool) -> None:
-    """Create TENANT/LOG (and the tenant, if it does not exist yet)."""
+    """Create TENANT/LOG (and the tenant, if it does not exist yet).
+
+    \b
+    Examples:
+      ironlog log create acme/payments
+      ironlog log create acme/payments --durability interval:100 --index action,outcome
+    """
     tenant, name = path
     il = dd.open()
     info = il.create_log(
@@ -62,7 +74,13 @@ def log_create(dd: DataDir, path: LogRef, durability: str, index: str, public: b
 @pass_data
 def log_list(dd: DataDir, tenant: str | None) -> None:
     """List logs with their size and durability; a log out of service is
-    listed with the reason (QUARANTINED or UNHEALTHY)."""
+    listed with the reason (QUARANTINED or UNHEALTHY).
+
+    \b
+    Examples:
+      ironlog log list
+      ironlog log list --tenant acme
+    """
     il = dd.open(read_only=True)
     if tenant is not None:
         il.tenant(tenant)
@@ -82,7 +100,12 @@ def log_list(dd: DataDir, tenant: str | None) -> None:
 def log_quarantine(dd: DataDir, path: LogRef, reason: str) -> None:
     """Take a (broken) log out of service: it refuses reads and writes with
     the reason, and integrity checks, verify --all and witnessing skip it.
-    A running server notices within a second."""
+    A running server notices within a second.
+
+    \b
+    Example:
+      ironlog log quarantine acme/payments --reason "disk replaced; audit pending"
+    """
     tenant, name = path
     info = dd.open().quarantine_log(tenant, name, reason)
     click.echo(f"quarantined {info.path}: {info.quarantined}")
@@ -90,7 +113,12 @@ def log_quarantine(dd: DataDir, path: LogRef, reason: str) -> None:
 
 @log_command(log_group, "release")
 def log_release(dd: DataDir, path: LogRef) -> None:
-    """Put a quarantined log back in service (it is checked again when opened)."""
+    """Put a quarantined log back in service (it is checked again when opened).
+
+    \b
+    Example:
+      ironlog log release acme/payments
+    """
     tenant, name = path
     info = dd.open().release_log(tenant, name)
     click.echo(f"released {info.path}")
@@ -98,7 +126,12 @@ def log_release(dd: DataDir, path: LogRef) -> None:
 
 @log_command(log_group, "delete")
 def log_delete(dd: DataDir, path: LogRef) -> None:
-    """Forget a quarantined log; its files are moved under DATA/deleted/."""
+    """Forget a quarantined log; its files are moved under DATA/deleted/.
+
+    \b
+    Example:
+      ironlog log delete acme/payments
+    """
     tenant, name = path
     where = dd.open().delete_log(tenant, name)
     click.echo(f"deleted {tenant}/{name}: its files are in {where}")
@@ -107,7 +140,12 @@ def log_delete(dd: DataDir, path: LogRef) -> None:
 @log_command(log_group, "info")
 def log_info(dd: DataDir, path: LogRef) -> None:
     """What GET /v1/logs/TENANT/LOG answers, as JSON: origin, keys, size, durability,
-    indexes, public, health, witnesses and their status."""
+    indexes, public, health, witnesses and their status.
+
+    \b
+    Example:
+      ironlog log info acme/payments
+    """
     tenant, name = path
     il = dd.open(read_only=True)  # works on a read-only copy and a full disk
     out = il.describe_log(il.log(tenant, name))
@@ -122,7 +160,13 @@ def log_info(dd: DataDir, path: LogRef) -> None:
     help="Serve the log's tlog-tiles and checkpoint without an API key (--on), or not.",
 )
 def log_public(dd: DataDir, path: LogRef, public: bool) -> None:
-    """Make TENANT/LOG's tlog-tiles and checkpoint public, or private again."""
+    """Make TENANT/LOG's tlog-tiles and checkpoint public, or private again.
+
+    \b
+    Examples:
+      ironlog log public acme/payments --on
+      ironlog log public acme/payments --off
+    """
     tenant, name = path
     dd.open().set_log_public(tenant, name, public)  # recorded in the tenant's system log
     click.echo(f"{path}: {'public' if public else 'private'}")
@@ -153,7 +197,14 @@ def log_witnesses(
     """Set the witnesses of TENANT/LOG and how many must cosign (no --witness: none).
     The running service submits each new checkpoint to them.  The tenant must be
     allowed witnesses (tenant witnessing), and each URL must resolve to a public
-    address or one in IRONLOG_WITNESS_ALLOW (as for serve --witness-allow)."""
+    address or one in IRONLOG_WITNESS_ALLOW (as for serve --witness-allow).
+
+    \b
+    Examples:
+      ironlog log witnesses acme/payments --witness "$W1_VKEY=https://w1.example.org" \\
+          --witness "$W2_VKEY=https://w2.example.org" --quorum 1
+      ironlog log witnesses acme/payments
+    """
     from ironlog.core.policy import parse_policy
     from ironlog.service.outbound import OutboundPolicy
 

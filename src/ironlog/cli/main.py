@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from ironlog.cli.base import DataDir, RootGroup, pass_data
-from ironlog.cli.entries import append, checkpoint, entry, export, proof, query, verify, vkey
+from ironlog.cli.entries import append, checkpoint, entry, export, query, verify, vkey
 from ironlog.cli.evidence import evidence_group
 from ironlog.cli.keys import key_group, operator_key_group
 from ironlog.cli.logs import log_group
+from ironlog.cli.proofs import proof_group
 from ironlog.cli.service import integrity_group, serve
 from ironlog.cli.tenants import tenant_group
 from ironlog.cli.tools import monitor, witness_group
@@ -30,7 +31,13 @@ from ironlog.engine.instance import DEFAULT_ORIGIN_PREFIX, PRIVATE_UMASK, init_d
 @click.version_option(package_name="ironlog")
 @click.pass_context
 def main(ctx: click.Context, data: Path) -> None:
-    """ironlog: a crash-proof, tamper-evident audit log."""
+    """ironlog: a crash-proof, tamper-evident audit log.
+
+    \b
+    Examples:
+      ironlog --data /var/lib/ironlog log list
+      IRONLOG_DATA=/var/lib/ironlog ironlog verify --all
+    """
     os.umask(PRIVATE_UMASK)  # every file ironlog writes is 0600, every directory 0700
     ctx.obj = DataDir(data)
 
@@ -45,7 +52,13 @@ def main(ctx: click.Context, data: Path) -> None:
 @pass_data
 def init(dd: DataDir, origin_prefix: str) -> None:
     """Create the data directory (0700) and its master key.  A non-empty directory
-    that is not an ironlog data directory is refused (and left as it is)."""
+    that is not an ironlog data directory is refused (and left as it is).
+
+    \b
+    Examples:
+      ironlog --data /var/lib/ironlog init
+      ironlog init --origin-prefix audit.example.com
+    """
     data: Path = dd.path
     created = init_data_dir(data, origin_prefix)
     what = "created master key" if created else "master key already present"
@@ -53,7 +66,7 @@ def init(dd: DataDir, origin_prefix: str) -> None:
 
 
 for command in (
-    log_group, append, query, export, checkpoint, vkey, entry, proof, verify, tenant_group,
+    log_group, append, query, export, checkpoint, vkey, entry, proof_group, verify, tenant_group,
     key_group, operator_key_group, serve, integrity_group, evidence_group, witness_group, monitor,
 ):  # fmt: skip
     main.add_command(command)

@@ -71,7 +71,14 @@ def serve(
 ) -> None:
     """Run the HTTP API (initialises the data directory on first start).
 
-    The address is bound first: if it is taken, nothing is created or printed."""
+    The address is bound first: if it is taken, nothing is created or printed.
+
+    \b
+    Examples:
+      ironlog serve --host 0.0.0.0 --port 8080 --workers 2
+      ironlog serve --config /etc/ironlog/ironlog.toml
+      ironlog serve --listen syslog-tcp:0.0.0.0:6514=acme/syslog
+    """
     from ironlog.service.server import ServeConfig, bind_http, first_start, run
 
     data: Path = dd.path
@@ -102,7 +109,13 @@ def serve(
 
 @click.group("integrity")
 def integrity_group() -> None:
-    """Integrity checks: a fresh report, and lifting a service's write refusal."""
+    """Integrity checks: a fresh report, and lifting a service's write refusal.
+
+    \b
+    Examples:
+      ironlog integrity report
+      ironlog integrity clear acme/payments --url http://127.0.0.1:8080 --api-key "$OPERATOR_KEY"
+    """
 
 
 @integrity_group.command("report")
@@ -114,7 +127,14 @@ def integrity_report(
     dd: DataDir, paths: tuple[str, ...], tenant: str | None, as_json: bool
 ) -> None:
     """Check logs now (every log by default), as the service's background check
-    does, and report each as GET /v1/integrity does.  Exit 1 if any fails."""
+    does, and report each as GET /v1/integrity does.  Exit 1 if any fails.
+
+    \b
+    Examples:
+      ironlog integrity report
+      ironlog integrity report acme/payments --json
+      ironlog integrity report --tenant acme
+    """
     from ironlog.service.integrity import IntegrityChecker
 
     il = dd.open()
@@ -168,7 +188,12 @@ def integrity_report(
 @click.option("--force", is_flag=True, help="Lift the refusal even if the log still fails.")
 def integrity_clear(path: LogRef, url: str, api_key: str, force: bool) -> None:
     """Re-verify TENANT/LOG in the running service and lift its write refusal if
-    it passes (POST /v1/integrity/TENANT/LOG/clear).  A restart also re-checks."""
+    it passes (POST /v1/integrity/TENANT/LOG/clear).  A restart also re-checks.
+
+    \b
+    Example:
+      ironlog integrity clear acme/payments --url http://127.0.0.1:8080 --api-key "$OPERATOR_KEY"
+    """
     import httpx
 
     tenant, name = path

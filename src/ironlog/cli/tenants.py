@@ -12,14 +12,25 @@ from ironlog.errors import IronlogError
 
 @click.group("tenant")
 def tenant_group() -> None:
-    """Manage tenants."""
+    """Manage tenants.
+
+    \b
+    Examples:
+      ironlog tenant create acme
+      ironlog tenant list
+    """
 
 
 @tenant_group.command("create")
 @click.argument("name")
 @pass_data
 def tenant_create(dd: DataDir, name: str) -> None:
-    """Create a tenant with its own signing key."""
+    """Create a tenant with its own signing key.
+
+    \b
+    Example:
+      ironlog tenant create acme
+    """
     rec = dd.open().create_tenant(name)
     click.echo(f"created tenant {rec.name}")
 
@@ -27,7 +38,12 @@ def tenant_create(dd: DataDir, name: str) -> None:
 @tenant_group.command("list")
 @pass_data
 def tenant_list(dd: DataDir) -> None:
-    """List tenants."""
+    """List tenants.
+
+    \b
+    Example:
+      ironlog tenant list
+    """
     for t in dd.open(read_only=True).control.list_tenants():
         click.echo(f"{t.name}\t{'disabled' if t.disabled else 'active'}")
 
@@ -41,7 +57,9 @@ def _switch(disabled: bool, help: str) -> click.Command:
         dd.open().set_tenant_disabled(name, disabled)  # recorded in the tenant's system log
         click.echo(f"{'disabled' if disabled else 'enabled'} tenant {name}")
 
-    return click.command("disable" if disabled else "enable", help=help)(command)
+    word = "disable" if disabled else "enable"
+    example = f"\n\n\b\nExample:\n  ironlog tenant {word} acme\n"
+    return click.command(word, help=help + example)(command)
 
 
 tenant_group.add_command(
@@ -54,7 +72,12 @@ tenant_group.add_command(_switch(False, "Enable a disabled tenant again."))
 @click.argument("tenant")
 @pass_data
 def tenant_keys(dd: DataDir, tenant: str) -> None:
-    """List TENANT's checkpoint-signing keys (fingerprint, kind, created, retired)."""
+    """List TENANT's checkpoint-signing keys (fingerprint, kind, created, retired).
+
+    \b
+    Example:
+      ironlog tenant keys acme
+    """
     from ironlog.core.entry import format_time
 
     for k in dd.open(read_only=True).signing_keys(tenant):
@@ -77,7 +100,14 @@ def tenant_rotate_key(
 ) -> None:
     """Add a new signing key for TENANT.  Old and new keys both sign every
     checkpoint until the old one is retired (retire-key).  With --pkcs11-*, the
-    key is generated in the token and never leaves it (PIN: IRONLOG_PKCS11_PIN)."""
+    key is generated in the token and never leaves it (PIN: IRONLOG_PKCS11_PIN).
+
+    \b
+    Examples:
+      ironlog tenant rotate-key acme
+      ironlog tenant rotate-key acme --pkcs11-module /usr/lib/softhsm/libsofthsm2.so \\
+          --pkcs11-token ironlog --pkcs11-label acme-2027
+    """
     from ironlog.engine.signing_keys import Pkcs11Ref
 
     given = [pkcs11_module, pkcs11_token, pkcs11_label]
@@ -103,7 +133,12 @@ def tenant_rotate_key(
 @click.argument("fingerprint")
 @pass_data
 def tenant_retire_key(dd: DataDir, tenant: str, fingerprint: str) -> None:
-    """Stop signing with a key; checkpoints it signed still verify with it."""
+    """Stop signing with a key; checkpoints it signed still verify with it.
+
+    \b
+    Example:
+      ironlog tenant retire-key acme d1c2f2999ac5ca11
+    """
     dd.open().retire_signing_key(tenant, fingerprint)
     click.echo(f"retired {fingerprint}")
 
@@ -117,7 +152,12 @@ def tenant_retire_key(dd: DataDir, tenant: str, fingerprint: str) -> None:
 def tenant_witnessing(dd: DataDir, tenant: str, enable: bool) -> None:
     """Allow TENANT to give its logs witnesses (off by default): the service then
     sends requests to URLs the tenant chooses, on public addresses or networks
-    allowed with serve --witness-allow.  Recorded in the tenant's system log."""
+    allowed with serve --witness-allow.  Recorded in the tenant's system log.
+
+    \b
+    Example:
+      ironlog tenant witnessing acme --enable
+    """
     dd.open().set_witnessing_allowed(tenant, enable)
     click.echo(f"witnessing {'enabled' if enable else 'disabled'} for tenant {tenant}")
 
@@ -134,7 +174,13 @@ def tenant_witnessing(dd: DataDir, tenant: str, enable: bool) -> None:
 @pass_data
 def tenant_operator_lock(dd: DataDir, tenant: str, unlock: bool, url: str | None) -> None:
     """Lock the operator out of creating or rotating TENANT's API keys (or --unlock).
-    Every lock and unlock is recorded in the tenant's system log."""
+    Every lock and unlock is recorded in the tenant's system log.
+
+    \b
+    Examples:
+      ironlog tenant operator-lock acme
+      ironlog tenant operator-lock acme --unlock
+    """
     if url is None:
         dd.open().set_operator_locked(tenant, not unlock)
     else:

@@ -9,7 +9,13 @@ import click
 
 @click.group("witness")
 def witness_group() -> None:
-    """Run a witness (c2sp.org/tlog-witness) that cosigns logs' checkpoints."""
+    """Run a witness (c2sp.org/tlog-witness) that cosigns logs' checkpoints.
+
+    \b
+    Examples:
+      ironlog witness keygen w1.example.org/witness
+      ironlog witness serve --data wdata --key witness.key --log "$ORIGIN=$LOG_VKEY"
+    """
 
 
 @witness_group.command("keygen")
@@ -20,7 +26,12 @@ def witness_group() -> None:
     help="Key file to write (mode 0600).  [default: NAME's last part + .key]",
 )
 def witness_keygen(name: str, output: Path | None) -> None:
-    """Create a witness key NAME; prints its verifier key (give it to log operators)."""
+    """Create a witness key NAME; prints its verifier key (give it to log operators).
+
+    \b
+    Example:
+      ironlog witness keygen w1.example.org/witness --output w1.key
+    """
     from ironlog.tools.witness_server import keygen
 
     path = output or Path(name.rstrip("/").rsplit("/", 1)[-1] + ".key")
@@ -57,7 +68,13 @@ def witness_keygen(name: str, output: Path | None) -> None:
     "--port", type=click.IntRange(0, 65535), default=8090, show_default=True, help="Port to bind."
 )
 def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str, port: int) -> None:
-    """Serve POST /add-checkpoint and GET /checkpoint/<origin>."""
+    """Serve POST /add-checkpoint and GET /checkpoint/<origin>.
+
+    \b
+    Examples:
+      ironlog witness serve --data /var/lib/witness --key w1.key \\
+          --log "ironlog.localhost/acme/payments=$LOG_VKEY" --port 8090
+    """
     from ironlog.service.server import ServeConfig, bind_http
     from ironlog.tools.witness_server import load_key, parse_log, serve
 
@@ -115,7 +132,14 @@ def monitor(
 ) -> None:
     """Follow logs through their tlog-tiles endpoints and verify every new
     checkpoint (signature, consistency; with --entries, the entries too).
-    Exits with status 2 on a rollback, fork or bad signature."""
+    Exits with status 2 on a rollback, fork or bad signature.
+
+    \b
+    Examples:
+      ironlog monitor --log https://audit.example.com/logs/acme/payments \\
+          --vkey "$LOG_VKEY" --state monitor.json --entries
+      ironlog monitor --log URL --vkey VKEY --state monitor.json --once
+    """
     from ironlog.tools.monitor import run
 
     if len(urls) != len(vkeys):

@@ -291,6 +291,30 @@ def _entry_bytes_hint(proof_text: bytes, entry: bytes, vkey: str) -> str | None:
     return "hint: the entry file must hold the entry's exact bytes: " + EXACT_BYTES
 
 
+def read_bundle(path: str) -> Any:
+    """The JSON in the file at ``path``, for :func:`verify_bundle`.  Raises OSError
+    or FormatError if it cannot be read as JSON (exit 2)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise FormatError(f"{path} is not JSON: {e}") from e
+
+
+def check_proof_file(
+    path: str, entry_path: str, vkey: str, witness_vkeys: Sequence[str] = (), quorum: int = 0
+) -> Report:
+    """:func:`verify_proof_file` on the files at ``path`` (a .tlog-proof) and
+    ``entry_path`` (the entry's exact bytes): ``ironlog proof verify``.  Raises
+    OSError if either cannot be read (exit 2)."""
+    with open(path, "rb") as f:
+        proof = f.read()
+    with open(entry_path, "rb") as f:
+        entry = f.read()
+    return verify_proof_file(proof, entry, vkey, witness_vkeys, quorum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m ironlog.evidence", description=__doc__.split("\n")[0]
@@ -303,33 +327,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="accept the keys found in the file (else, without --vkey, exit 3: not verified)",
     )
+    v.set_defaults(
+        check=lambda a: verify_bundle(
+            read_bundle(a.file), a.vkey, a.witness_vkey, a.quorum, a.trust_embedded_key
+        )
+    )
     p = sub.add_parser("proof", help="check a .tlog-proof file against an entry")
+    p.set_defaults(
+        check=lambda a: check_proof_file(
+            a.file, a.entry, a.vkey, a.witness_vkey or (), a.quorum or 0
+        )
+    )
     p.add_argument("file")
     p.add_argument("--entry", required=True, help="file with the entry's exact bytes")
-    for sp in (v, p):
-        sp.add_argument("--vkey", help="the log's verifier key to trust")
+    for sp, required in ((v, False), (p, True)):
+        sp.add_argument("--vkey", required=required, help="the log's verifier key to trust")
         sp.add_argument("--witness-vkey", action="append", default=None, help="repeatable")
         sp.add_argument("--quorum", type=int, default=None)
     args = ap.parse_args(argv)
     try:
-        with open(args.file, "rb") as f:
-            raw = f.read()
-        if args.cmd == "verify":
-            try:
-                bundle = json.loads(raw)
-            except ValueError as e:
-                raise FormatError(f"{args.file} is not JSON: {e}") from e
-            report = verify_bundle(
-                bundle, args.vkey, args.witness_vkey, args.quorum, args.trust_embedded_key
-            )
-        else:
-            if not args.vkey:
-                ap.error("proof needs --vkey")
-            with open(args.entry, "rb") as f:
-                entry = f.read()
-            report = verify_proof_file(
-                raw, entry, args.vkey, args.witness_vkey or (), args.quorum or 0
-            )
+        report: Report = args.check(args)
     except (OSError, IronlogError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,7 +15,8 @@ from pathlib import Path
 from ironlog.engine.api_keys import OPERATOR_SCOPE, KeyManager
 from ironlog.engine.instance import SYSTEM_LOG, Ironlog, init_data_dir
 from ironlog.errors import ConfigurationError
-from ironlog.service.ingest.listeners import ListenSpec, check_bindable
+from ironlog.service.ingest.listeners import check_bindable
+from ironlog.service.ingest.specs import ListenSpec
 from ironlog.service.limits import ENV as LIMITS_ENV
 from ironlog.service.limits import Limits
 from ironlog.service.outbound import ENV as WITNESS_ALLOW_ENV

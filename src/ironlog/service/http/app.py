@@ -59,7 +59,8 @@ from ironlog.service.http.metrics import Metrics
 from ironlog.service.http.otlp import otlp_logs
 from ironlog.service.http.ratelimit import RateLimiter
 from ironlog.service.http.reads import READ_HANDLERS
-from ironlog.service.ingest.listeners import Listeners, ListenSpec
+from ironlog.service.ingest.listeners import Listeners
+from ironlog.service.ingest.specs import ListenSpec
 from ironlog.service.integrity import IntegrityChecker
 from ironlog.service.limits import BatchBudget, Limits
 from ironlog.service.outbound import OutboundPolicy

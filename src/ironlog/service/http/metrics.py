@@ -17,7 +17,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from ironlog.service.ingest.listeners import ListenerStats
+from ironlog.service.ingest.sink import ListenerStats
 from ironlog.store.base import LogInfo
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
