@@ -38,7 +38,9 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-from ironlog.client.http import Client, _split
+from ironlog.client.flows import log_ref
+from ironlog.client.http import Client
+from ironlog.core.names import LogRef
 from ironlog.errors import IronlogError, UnreachableError, VerificationError
 
 _RECORD_FIELDS = frozenset(
@@ -147,7 +149,7 @@ class Shipper:
         self,
         url: str,
         api_key: str,
-        log: str,
+        log: LogRef | str,
         *,
         spool_path: Path | str | None = None,
         batch_size: int = 500,
@@ -158,10 +160,9 @@ class Shipper:
         state_file: Path | str | None = None,
         verify: bool | str = True,
     ) -> None:
-        _split(log)  # a misspelt log name fails here, not at every delivery
-        self.log = log
+        self.log = str(log_ref(log))  # a misspelt log name fails here, not at every delivery
         self.url = url
-        self.spool_path = Path(spool_path) if spool_path else default_spool(log)
+        self.spool_path = Path(spool_path) if spool_path else default_spool(self.log)
         _private_dir(self.spool_path.parent)
         if spool_path is None:  # our own directory: private even if made looser before
             os.chmod(self.spool_path.parent, 0o700)
@@ -172,7 +173,7 @@ class Shipper:
         self._client = Client(
             url,
             api_key,
-            vkeys={log: vkey} if vkey else None,
+            vkeys={self.log: vkey} if vkey else None,
             trust_on_first_use=vkey is None,
             state_file=state_file,
             timeout=timeout,
@@ -380,7 +381,7 @@ class LogHandler(logging.Handler):
     logger, time, module, function, line, process, thread name, exception text
     and any ``extra=`` fields (so ``extra={"actor": "alice"}`` is queryable)."""
 
-    def __init__(self, url: str, api_key: str, log: str, **options: Any) -> None:
+    def __init__(self, url: str, api_key: str, log: LogRef | str, **options: Any) -> None:
         super().__init__()
         self.shipper = _RecordShipper(url, api_key, log, **options)
 
@@ -423,7 +424,7 @@ class StructlogProcessor:
                                     structlog.processors.JSONRenderer()])
     """
 
-    def __init__(self, url: str, api_key: str, log: str, **options: Any) -> None:
+    def __init__(self, url: str, api_key: str, log: LogRef | str, **options: Any) -> None:
         self.shipper = Shipper(url, api_key, log, **options)
 
     def __call__(
