@@ -77,6 +77,7 @@ class Pause:
 Step: TypeAlias = httpx.Request | Pause
 Flow: TypeAlias = Generator[Step, httpx.Response | None, T]
 Params: TypeAlias = dict[str, Any]
+Vkeys: TypeAlias = Mapping[str, str] | Mapping[LogRef, str]  # log -> its verifier key
 RequestBuilder = Callable[..., httpx.Request]  # httpx.Client.build_request (or the async one)
 
 
@@ -162,7 +163,7 @@ class Flows:
         self,
         build: RequestBuilder,
         state_file: Path | str | None,
-        vkeys: Mapping[LogRef | str, str] | None,
+        vkeys: Vkeys | None,
         trust_on_first_use: bool,
     ) -> None:
         self.build = build
