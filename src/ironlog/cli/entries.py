@@ -17,9 +17,9 @@ from ironlog.atomic import replace_atomically
 from ironlog.cli.base import FORMATS, LOG_REF, DataDir, pass_data
 from ironlog.core.entry import PreparedEntry, now_us, prepare_json, prepare_text
 from ironlog.core.names import LogRef
+from ironlog.core.receipts import BatchReceipt, Receipt
 from ironlog.core.timeparse import parse_time
 from ironlog.engine.audit import AuditReport, audit_log
-from ironlog.engine.log import BatchReceipt, Receipt
 from ironlog.errors import IronlogError
 from ironlog.store.base import Query
 

@@ -15,13 +15,23 @@ from ironlog.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ironlog.client.handler import LogHandler, StructlogProcessor
-    from ironlog.client.http import AsyncClient, BatchResult, Client, Entry, Receipt
+    from ironlog.client.http import (
+        AsyncClient,
+        BatchReceipt,
+        BatchResult,
+        Client,
+        Entry,
+        Receipt,
+    )
+    from ironlog.core.names import LogRef
 
 _LAZY = {
     "Client": "ironlog.client.http",
     "AsyncClient": "ironlog.client.http",
     "Receipt": "ironlog.client.http",
+    "BatchReceipt": "ironlog.client.http",
     "BatchResult": "ironlog.client.http",
+    "LogRef": "ironlog.core.names",
     "Entry": "ironlog.client.http",
     "LogHandler": "ironlog.client.handler",
     "StructlogProcessor": "ironlog.client.handler",
@@ -29,10 +39,12 @@ _LAZY = {
 
 __all__ = [
     "AsyncClient",
+    "BatchReceipt",
     "BatchResult",
     "Client",
     "Entry",
     "LogHandler",
+    "LogRef",
     "LogTrust",
     "Receipt",
     "StructlogProcessor",

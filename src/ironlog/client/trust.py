@@ -130,7 +130,7 @@ class LogTrust:
             )
         return self.verifier
 
-    def open(self, checkpoint: str) -> SignedCheckpoint:
+    def open(self, checkpoint: bytes | str) -> SignedCheckpoint:
         """Verify the signature (FormatError/VerificationError otherwise)."""
         return open_checkpoint(checkpoint, self._verifier())
 

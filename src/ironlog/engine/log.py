@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from ironlog.core.entry import PreparedEntry
 from ironlog.core.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.core.note import Checkpoint, Signer, Verifier, open_checkpoint
+from ironlog.core.receipts import BatchReceipt, Receipt
 from ironlog.core.tiles import (
     TILE_WIDTH,
     NodeReader,
@@ -57,37 +58,6 @@ MAX_BATCH_ENTRIES = 10_000
 MAX_INDEX = 1 << 62
 MAX_BATCH_BYTES = 32 << 20
 OFF_SIGN_INTERVAL = 1.0  # seconds between fsync-and-sign rounds of an ``off`` log
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What an append of one entry returns: enough to verify it offline.
-
-    ``inclusion_proof`` leads to the tree (``size``, ``root``); ``checkpoint``
-    is its signed note, or "" in the non-sync modes, where the tree is signed
-    only once it is durable (fetch the signed checkpoint later)."""
-
-    index: int
-    leaf_hash: bytes
-    entry: bytes
-    checkpoint: str
-    inclusion_proof: tuple[bytes, ...]
-    size: int
-    root: bytes
-
-    def tlog_proof(self) -> TlogProof:
-        if not self.checkpoint:
-            raise NotFoundError(f"entry {self.index} has no signed checkpoint yet")
-        return TlogProof(self.index, self.inclusion_proof, self.checkpoint)
-
-
-@dataclass(frozen=True)
-class BatchReceipt:
-    first_index: int
-    count: int
-    checkpoint: str  # "" until the tree is durable and signed (non-sync modes)
-    size: int
-    root: bytes
 
 
 Outcome = BatchReceipt | list[Receipt]

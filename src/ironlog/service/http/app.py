@@ -29,10 +29,11 @@ from ironlog.core.merkle import leaf_hash
 from ironlog.core.note import b64encode
 from ironlog.core.numparse import parse_int
 from ironlog.core.policy import parse_policy
+from ironlog.core.receipts import Receipt
 from ironlog.core.timeparse import parse_time
 from ironlog.engine.api_keys import Principal, actor, parse_scopes
 from ironlog.engine.instance import PRIVATE_UMASK, SYSTEM_LOG, Ironlog
-from ironlog.engine.log import Log, Receipt
+from ironlog.engine.log import Log
 from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,

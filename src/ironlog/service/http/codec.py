@@ -8,7 +8,7 @@ import msgspec
 from litestar import Response
 
 from ironlog.core.note import b64encode
-from ironlog.engine.log import BatchReceipt, Receipt
+from ironlog.core.receipts import BatchReceipt, Receipt
 from ironlog.errors import InvalidRequestError
 from ironlog.store.base import ApiKeyRecord, SigningKeyRecord
 
