@@ -329,7 +329,7 @@ def test_a_tenant_cannot_pile_up_active_signing_keys(tmp_path: Path) -> None:
     """A tenant admin rotating its signing key without ever retiring one would
     make every checkpoint of its logs carry (and every commit compute) one
     signature per key: at most MAX_ACTIVE_SIGNING_KEYS are active at once."""
-    from ironlog.engine.instance import MAX_ACTIVE_SIGNING_KEYS
+    from ironlog.engine.signing_keys import MAX_ACTIVE_SIGNING_KEYS
 
     data = tmp_path / "data"
     with run_server(data) as s, s.client(s.operator) as op:

@@ -4,7 +4,9 @@ modes, integrity on open, several processes appending to one log."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import pytest
 
 from ironlog.core import merkle, note
 from ironlog.core.entry import now_us, prepare_json
+from ironlog.core.receipts import BatchReceipt, Receipt
 from ironlog.core.tiles import TILE_WIDTH
 from ironlog.engine.audit import audit_log
 from ironlog.engine.instance import Ironlog
@@ -241,3 +244,67 @@ def test_idempotency_keys(il: Ironlog) -> None:
     assert all(r == results[0] for r in results)
     assert lg.head().size == 8
     assert audit_log(lg).ok
+
+
+def _blocked_by_another_writer(il: Ironlog, tenant: str, name: str) -> int:
+    """Take the log's writer lock as another process appending would: the
+    writer's next commit waits for it (release with fcntl.flock(fd, LOCK_UN))."""
+    fd = os.open(il.data_dir / "logs" / tenant / f"{name}.db.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_one_key_twice_in_one_batch_answers_each_request_in_its_kind(il: Ironlog) -> None:
+    """A single append and a batch append with the same idempotency key and
+    the same event, committed in one batch: the batch gets a BatchReceipt (not
+    the single append's receipts), both naming the one entry appended."""
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+    lg.append(prepare_json(ev(0), now_us(), "t"))
+    fd = _blocked_by_another_writer(il, "acme", "pay")
+    try:
+        first = lg.submit([prepare_json(ev(1), now_us(), "t")], False)
+        time.sleep(0.2)  # the writer took it and waits for the lock
+        one = lg.submit([prepare_json(ev(2), now_us(), "t")], True, "k")
+        many = lg.submit([prepare_json(ev(2), now_us(), "t")], False, "k")
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert isinstance(first.result(10), BatchReceipt)
+    receipts, batch = one.result(10), many.result(10)
+    assert isinstance(receipts, list) and isinstance(receipts[0], Receipt)
+    assert isinstance(batch, BatchReceipt)
+    assert (batch.first_index, batch.count, batch.size) == (receipts[0].index, 1, 3)
+    assert lg.head().size == 3 and lg.entry(2) == receipts[0].entry
+    assert audit_log(lg).ok
+
+
+def test_one_key_twice_in_one_batch_async(il: Ironlog) -> None:
+    """The same through the coroutine API (what the HTTP door calls): neither
+    caller gets an answer of the other kind or an error."""
+    il.create_log("acme", "pay", create_tenant=True)
+    lg = il.log("acme", "pay")
+    lg.append(prepare_json(ev(0), now_us(), "t"))
+
+    async def run() -> tuple[Receipt, BatchReceipt]:
+        fd = _blocked_by_another_writer(il, "acme", "pay")
+        try:
+            first = asyncio.ensure_future(
+                lg.append_batch_async([prepare_json(ev(1), now_us(), "t")])
+            )
+            await asyncio.sleep(0.2)  # the writer took it and waits for the lock
+            one = asyncio.ensure_future(lg.append_async(prepare_json(ev(2), now_us(), "t"), "k"))
+            many = asyncio.ensure_future(
+                lg.append_batch_async([prepare_json(ev(2), now_us(), "t")], "k")
+            )
+            await asyncio.sleep(0.05)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        await first
+        return await one, await many
+
+    receipt, batch = asyncio.run(run())
+    assert isinstance(receipt, Receipt) and isinstance(batch, BatchReceipt)
+    assert (batch.first_index, batch.count) == (receipt.index, 1) == (2, 1)
+    assert lg.head().size == 3

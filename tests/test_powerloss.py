@@ -23,9 +23,10 @@ from ironlog.core import merkle
 from ironlog.core.entry import now_us, prepare_json
 from ironlog.core.note import CosignatureSigner, SignedCheckpoint, open_checkpoint
 from ironlog.core.policy import parse_policy
+from ironlog.core.receipts import Receipt
 from ironlog.engine.audit import audit_log
 from ironlog.engine.instance import Ironlog, init_data_dir
-from ironlog.engine.log import Log, Receipt
+from ironlog.engine.log import Log
 from ironlog.errors import NotFoundError
 from ironlog.service.cosigning import Witnessing
 from ironlog.service.outbound import OutboundPolicy

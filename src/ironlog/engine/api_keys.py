@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironlog.core.entry import now_us
-from ironlog.engine.instance import HOST, OPERATOR_LOCK
+from ironlog.engine.system_log import HOST
 from ironlog.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -27,6 +27,7 @@ from ironlog.errors import (
 )
 from ironlog.store.base import ApiKeyRecord, ControlStore
 
+OPERATOR_LOCK = "operator_locked"  # setting prefix: the tenant locked the operator out of its keys
 TENANT_SCOPES = ("append", "read", "admin")
 OPERATOR_SCOPE = "operator"
 PREFIX = "ilk_"

@@ -19,7 +19,8 @@ from ironlog.core.entry import column_mismatch
 from ironlog.core.merkle import HASH_SIZE
 from ironlog.core.note import open_checkpoint
 from ironlog.core.tiles import TILE_WIDTH, TileBuilder, TileRef
-from ironlog.engine.log import Log, beyond_head
+from ironlog.engine.checks import beyond_head
+from ironlog.engine.log import Log
 from ironlog.errors import IronlogError
 from ironlog.store.base import StoredRow
 

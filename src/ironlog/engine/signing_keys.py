@@ -18,6 +18,7 @@ CLI reaches a running service without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,8 +26,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ironlog.core.entry import now_us
 from ironlog.core.note import (
     ALG_ED25519,
     SIG_PREFIX,
@@ -36,10 +38,23 @@ from ironlog.core.note import (
     b64encode,
     key_id,
 )
-from ironlog.errors import ConfigurationError, FormatError
-from ironlog.store.base import SigningKeyRecord
+from ironlog.engine.system_log import HOST
+from ironlog.errors import (
+    ConfigurationError,
+    ConflictError,
+    FormatError,
+    IntegrityError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from ironlog.store.base import ControlStore, SigningKeyRecord, TenantRecord
+
+if TYPE_CHECKING:
+    from ironlog.engine.master_key import MasterKey
 
 PIN_ENV = "IRONLOG_PKCS11_PIN"
+# Active signing keys of one tenant: each signs every checkpoint of its logs.
+MAX_ACTIVE_SIGNING_KEYS = 4
 
 
 def fingerprint(public: bytes) -> str:
@@ -259,3 +274,108 @@ class KeyRing:
             }
             for r, v in zip(self._records, self._verifiers, strict=True)
         ]
+
+
+class TenantSigningKeys:
+    """A tenant's signing keys as the instance manages them (a base of
+    ``Ironlog``): listed, added (rotation), retired, and opened with a
+    self-test against their record in control.db."""
+
+    control: ControlStore
+    read_only: bool
+
+    if TYPE_CHECKING:  # Ironlog's
+
+        @property
+        def master(self) -> MasterKey: ...
+
+        @property
+        def origin_prefix(self) -> str: ...
+
+        def tenant(self, name: str) -> TenantRecord: ...
+
+        def record(self, tenant: str, by: str, action: str, **details: Any) -> None: ...
+
+    @staticmethod
+    def _local_key_record(rec: TenantRecord) -> SigningKeyRecord:
+        return SigningKeyRecord(
+            rec.name,
+            fingerprint(rec.public_key),
+            "local",
+            rec.key_encrypted,
+            rec.public_key,
+            rec.created_us,
+        )
+
+    # -- signing keys ----------------------------------------------------------------
+    def signing_keys(self, tenant: str) -> list[SigningKeyRecord]:
+        """The tenant's signing keys, oldest first (data directories from before
+        key rotation get their one key recorded here on first use)."""
+        keys = self.control.signing_keys(tenant)
+        if not keys and not self.read_only:
+            with contextlib.suppress(ConflictError):  # another process did it
+                self.control.add_signing_key(self._local_key_record(self.tenant(tenant)))
+            keys = self.control.signing_keys(tenant)
+        return keys
+
+    def rotate_signing_key(
+        self, tenant: str, pkcs11: Pkcs11Ref | None = None, by: str = HOST
+    ) -> SigningKeyRecord:
+        """Add a new active key: from now on old and new keys both sign every
+        checkpoint, until the old one is retired."""
+        active = [k for k in self.signing_keys(tenant) if k.retired_us is None]
+        if len(active) >= MAX_ACTIVE_SIGNING_KEYS:
+            raise InvalidRequestError(
+                f"tenant {tenant!r} has {len(active)} active signing keys, the most it may have "
+                "(each signs every checkpoint): retire one first"
+            )
+        if pkcs11 is not None:
+            public = pkcs11_generate(pkcs11)
+            rec = SigningKeyRecord(
+                tenant, fingerprint(public), "pkcs11", pkcs11.dumps(), public, now_us()
+            )
+        else:
+            signer = Signer.generate(f"{self.origin_prefix}/{tenant}")
+            sealed = self.master.seal(signer.seed, b"tenant-key:" + tenant.encode())
+            rec = SigningKeyRecord(
+                tenant, fingerprint(signer.public), "local", sealed, signer.public, now_us()
+            )
+        self._open_signer(rec, f"{self.origin_prefix}/{tenant}")  # proves it can sign
+        self.record(
+            tenant, by, "signing_key.add", resource=rec.fingerprint, kind=rec.kind,
+            public_key=rec.public_key.hex(),
+        )  # fmt: skip
+        self.control.add_signing_key(rec)
+        return rec
+
+    def retire_signing_key(self, tenant: str, fp: str, by: str = HOST) -> None:
+        """Stop signing with ``fp``; it still verifies the checkpoints it signed."""
+        active = [k for k in self.signing_keys(tenant) if k.retired_us is None]
+        if [k.fingerprint for k in active] == [fp]:
+            raise InvalidRequestError("cannot retire the only active signing key: rotate first")
+        if fp not in [k.fingerprint for k in active]:
+            raise NotFoundError(f"tenant {tenant!r} has no active signing key {fp}")
+        self.record(tenant, by, "signing_key.retire", resource=fp)
+        self.control.retire_signing_key(tenant, fp, now_us())
+
+    def _open_signer(self, rec: SigningKeyRecord, name: str) -> NoteSigner:
+        """The signer of ``rec``; IntegrityError (its logs are refused with the
+        reason, never a 500) if its control.db record is unusable or altered."""
+        signer: NoteSigner
+        where = f"tenant {rec.tenant!r} signing key {rec.fingerprint}"
+        try:
+            if rec.kind == "local":
+                seed = self.master.open(rec.ref, b"tenant-key:" + rec.tenant.encode())
+                signer = Signer(name, seed)
+            elif rec.kind == "pkcs11":
+                signer = Pkcs11Signer(name, Pkcs11Ref.loads(rec.ref), rec.public_key)
+            else:
+                raise IntegrityError(f"{where}: unknown kind {rec.kind!r} in control.db")
+        except (ConfigurationError, FormatError, ValueError) as e:
+            raise IntegrityError(f"{where} cannot be used: {e}") from e
+        probe = b"ironlog signing-key self-test\n"
+        if signer.public != rec.public_key or not signer.verifier().verify(
+            probe, signer.sign(probe)
+        ):
+            raise IntegrityError(f"{where} does not match its record in control.db")
+        return signer

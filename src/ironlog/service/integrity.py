@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from ironlog.core.entry import now_us
 from ironlog.core.tiles import TileBuilder
 from ironlog.engine.audit import audit_log
+from ironlog.engine.checks import beyond_head
 from ironlog.engine.instance import Ironlog
-from ironlog.engine.log import Log, beyond_head
+from ironlog.engine.log import Log
 from ironlog.errors import IronlogError, VerificationError
 
 log = logging.getLogger("ironlog.integrity")
