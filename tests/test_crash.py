@@ -68,6 +68,9 @@ def _cycle(data: Path, log: str, rng: random.Random) -> dict[int, bytes]:
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stdout.read(65536), b"")))
     reader.start()  # keep the pipe drained so the child never blocks on it
+    deadline = time.monotonic() + 30  # a loaded machine may take a while to the first ack
+    while not chunks and time.monotonic() < deadline:
+        time.sleep(0.01)
     time.sleep(rng.uniform(0.05, 0.6))
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
