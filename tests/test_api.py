@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -266,6 +270,53 @@ def test_idempotency_key_over_http(server: Server) -> None:
             c.post("/v1/logs/demo/events/entries", json={}, headers={"Idempotency-Key": "x" * 300}),
             400,
         )
+
+
+def test_one_idempotency_key_in_one_batch_over_http(server: Server) -> None:
+    """A JSON append and an NDJSON batch with the same Idempotency-Key and
+    event, committed in one batch (both wait while another process holds the
+    log's writer lock): each gets a 201 of its own kind, one entry appended."""
+    key = _tenant_with_key(server, "idemco")
+    url = "/v1/logs/idemco/b/entries"
+    with server.client(key) as c:
+        assert c.post("/v1/tenants/idemco/logs", json={"name": "b"}).status_code == 201
+        assert c.post(url, json={"n": 0}).status_code == 201
+        answers: dict[str, httpx.Response] = {}
+
+        def post(name: str, **kw: Any) -> None:
+            with server.client(key) as own:
+                answers[name] = own.post(url, **kw)
+
+        fd = os.open(server.data / "logs" / "idemco" / "b.db.lock", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as another process appending would
+        try:
+            blocked = threading.Thread(target=post, args=("blocked",), kwargs={"json": {"n": 1}})
+            blocked.start()
+            time.sleep(1.0)  # the writer took it and waits for the lock
+            h = {"Idempotency-Key": "order-7"}
+            nd = {**h, "Content-Type": "application/x-ndjson"}
+            posts = [
+                threading.Thread(
+                    target=post, args=("one",), kwargs={"json": {"o": 7}, "headers": h}
+                ),
+                threading.Thread(
+                    target=post, args=("batch",), kwargs={"content": b'{"o": 7}\n', "headers": nd}
+                ),
+            ]
+            for t in posts:
+                t.start()
+            time.sleep(1.0)  # both wait behind the blocked commit
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        for t in [blocked, *posts]:
+            t.join(30)
+        assert answers["blocked"].status_code == 201, answers["blocked"].text
+        one, batch = answers["one"], answers["batch"]
+        assert one.status_code == 201 and batch.status_code == 201, (one.text, batch.text)
+        assert batch.json()["first_index"] == one.json()["index"] == 2
+        assert batch.json()["count"] == 1
+        assert c.get("/v1/logs/idemco/b").json()["size"] == 3
 
 
 def _wait(fn: object, timeout: float = 15.0) -> None:
