@@ -625,6 +625,7 @@ class Ironlog:
         origin, keys, size, signed size, durability, indexes, public, health
         (and the witnesses with their status)."""
         info, head = lg.info, lg.head()
+        fresh = self.control.get_log(info.tenant, info.name)  # `public` may have changed since
         out: dict[str, Any] = {
             "tenant": info.tenant,
             "name": info.name,
@@ -635,7 +636,7 @@ class Ironlog:
             "signed_size": (lg.latest_signed() or (0, ""))[0],
             "durability": str(info.durability),
             "indexes": list(info.indexes),
-            "public": bool(info.public),
+            "public": bool((fresh or info).public),
             "healthy": lg.unhealthy is None,
             "unhealthy_reason": lg.unhealthy,
         }
