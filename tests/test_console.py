@@ -19,6 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Route, expect
 
+from ironlog.core.note import CosignatureSigner
 from ironlog.core.tlogproof import TlogProof
 from ironlog.engine.instance import init_data_dir
 from ironlog.service.console import CSP
@@ -31,6 +32,7 @@ import vendor_ui
 HEADLESS_SHELL = Path("/usr/lib/chromium/chromium-headless-shell")
 CHROMIUM = HEADLESS_SHELL if HEADLESS_SHELL.exists() else Path("/usr/lib/chromium/chromium")
 ACTORS = ["alice", "bob", "carol"]
+WITNESS_VKEY = CosignatureSigner.generate("w.example").vkey()
 
 
 @pytest.fixture(scope="session")
@@ -167,21 +169,21 @@ def test_vendored_files_match_their_pins() -> None:
         assert "LICENSE" in pin.files  # the licence ships with the code
 
 
-def test_static_files_are_in_the_wheel(tmp_path: Path) -> None:
+def test_static_files_are_installed(pure_python: str) -> None:
+    """``pip install ironlog`` ships the console (package data), licence included."""
+    where = "import ironlog, pathlib; print(pathlib.Path(ironlog.__file__).parent)"
     out = subprocess.run(
-        [str(BIN / "python"), "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
-        cwd=ROOT,
+        [pure_python, "-c", where],
         capture_output=True,
         text=True,
+        check=True,
     )
-    assert out.returncode == 0, out.stderr
-    import zipfile
-
-    (wheel,) = tmp_path.glob("ironlog-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for f in ("index.html", "verify.html", "js/tlog.js", "vendor/uplot/uPlot.esm.js"):
-        assert f"ironlog/service/console/static/{f}" in names, f
-    assert "ironlog/service/console/static/vendor/uplot/LICENSE" in names
+    static = Path(out.stdout.strip()) / "service" / "console" / "static"
+    for f in ("index.html", "verify.html", "js/tlog.js", "css/console.css"):
+        assert (static / f).is_file(), f
+    for pin in vendor_ui.PINS:
+        for path in pin.files:
+            assert (static / "vendor" / pin.name / Path(path).name).is_file(), path
 
 
 def test_whoami(site: Site) -> None:
@@ -322,6 +324,22 @@ def test_entry_is_verified_in_the_page(page: Page, site: Site, csp_errors: list[
     # the key stays pinned: the next entry is checked without asking
     page.goto(site.url + "/ui#/entry/acme/app/41")
     expect(page.locator("#verification").get_by_role("heading")).to_have_text("Verified")
+    # the evidence endpoint is not on this server: the button says so and goes
+    page.get_by_role("button", name="Evidence bundle").click()
+    expect(page.get_by_role("status").filter(has_text="not available")).to_be_visible()
+    expect(page.get_by_role("button", name="Evidence bundle")).to_have_count(0)
+    # where it is (answered here by interception), the bundle is downloaded as sent
+    bundle = '{"format": "ironlog-evidence/v1"}'
+    asked: list[str] = []
+    page.route(
+        re.compile(r".*/evidence\?.*"),
+        lambda r: (asked.append(r.request.url), r.fulfill(body=bundle))[1],
+    )
+    page.reload()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Evidence bundle").click()
+    assert Path(dl.value.path()).read_text() == bundle
+    assert asked[-1].endswith("/v1/logs/acme/app/evidence?index=41")
     assert csp_errors == []
 
 
@@ -560,11 +578,18 @@ def test_tenant_admin_manages_its_logs(page: Page, site: Site) -> None:
     expect(page.locator("#flash")).to_contain_text("other/billing is now public")
     info = site.client(site.keys["other"]).get("/v1/logs/other/billing").json()
     assert info["public"] is True
-    # refused by the server (witnesses not allowed for this tenant): the reason is shown
     row = page.get_by_role("row").filter(has_text="billing")
     row.get_by_text("Witnesses…").click()
+    row.get_by_role("button", name="Save witnesses").click()  # none: accepted
+    expect(page.locator("#flash")).to_contain_text("Witnesses of other/billing saved.")
+    # refused by the server (the operator did not allow witnesses): its reason is shown
+    row = page.get_by_role("row").filter(has_text="billing")
+    row.get_by_text("Witnesses…").click()
+    policy = {"witnesses": [{"url": "https://w.example", "vkey": WITNESS_VKEY}]}
+    row.get_by_label("Witness policy for billing (JSON)").fill(json.dumps(policy))
     row.get_by_role("button", name="Save witnesses").click()
-    expect(page.locator("#flash .msg.error")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("witness")
+    expect(page.get_by_role("alert")).to_contain_text("the operator enables it")
     site.shot(page, "manage")
 
 

@@ -108,3 +108,22 @@ export function field(label, control, hint = null) {
 export function message(kind, text) {
   return h("p", { class: `msg ${kind}`, role: kind === "error" ? "alert" : "status", text });
 }
+
+// A button that downloads an evidence bundle (GET .../evidence, a newer
+// API): where the server does not have it (404), the button goes away.
+export function evidenceButton(label, path, name, fetchBundle) {
+  const b = h("button", { type: "button", text: label });
+  const wrap = h("span", { class: "evidence" }, b);
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      const text = await fetchBundle(path);
+      download(name, "application/json", text);
+    } catch (e) {
+      clear(wrap, h("span", { class: e.status === 404 ? "muted" : "bad", role: "status", text: e.status === 404 ? "Evidence bundles over HTTP are not available on this server (use `ironlog evidence export`)." : `Evidence bundle: ${e.message}` }));
+    } finally {
+      b.disabled = false;
+    }
+  });
+  return wrap;
+}

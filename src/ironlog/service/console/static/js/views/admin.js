@@ -78,9 +78,9 @@ function logsSection(tenant, logs, tenantAdmin, rerender) {
   });
   const rows = logs.map((lg) => {
     const wit = h("textarea", { rows: 4, class: "mono", spellcheck: "false" });
-    wit.value = lg.witnesses ? JSON.stringify(lg.witnesses, null, 2) : '{"witnesses": [], "quorum": 0}';
-    const witForm = tenantAdmin ? h("details", {}, h("summary", { text: "Witnesses…" }),
-      field(`Witness policy for ${lg.name} (JSON)`, wit),
+    wit.value = JSON.stringify(lg.witnesses || { witnesses: [] }, null, 2);
+    const witForm = tenantAdmin && lg.name !== "_system" ? h("details", {}, h("summary", { text: "Witnesses…" }),
+      field(`Witness policy for ${lg.name} (JSON)`, wit, '{"witnesses": [{"vkey", "url"}], "policy": {"quorum": K, "members": [names or groups]}}; without policy every witness must cosign'),
       h("button", { type: "button", onclick: act(null, async () => {
         let policy;
         try { policy = JSON.parse(wit.value); } catch { throw new Error("the witness policy is not valid JSON"); }

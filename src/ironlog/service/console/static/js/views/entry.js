@@ -1,7 +1,7 @@
 // One entry: its exact stored bytes beside a pretty view, and its inclusion
 // in a signed checkpoint verified in this page against the pinned log key.
 import { api, enc, request } from "../api.js";
-import { clear, copy, download, field, h, message } from "../dom.js";
+import { clear, copy, download, evidenceButton, field, h, message } from "../dom.js";
 import { pin, pinned, unpin } from "../pins.js";
 import { b64decode, parseVkey, verifyEntryProof } from "../tlog.js";
 
@@ -85,7 +85,8 @@ export async function entryView(main, parts) {
     h("div", { class: "actions" },
       copyRaw,
       h("button", { type: "button", onclick: () => download(`${t}_${l}-${i}.json`, "application/json", bytes), text: "Download exact bytes" }),
-      h("button", { type: "button", onclick: () => download(`${t}_${l}-${i}.tlog-proof`, "text/x.tlog-proof", proofText), text: "Download tlog-proof" })),
+      h("button", { type: "button", onclick: () => download(`${t}_${l}-${i}.tlog-proof`, "text/x.tlog-proof", proofText), text: "Download tlog-proof" }),
+      evidenceButton("Evidence bundle", `${base}/evidence?index=${enc(i)}`, `${t}_${l}-${i}.evidence.json`, (path) => request(path).then((r) => r.text()))),
     h("div", { class: "split" },
       h("section", { class: "card" }, h("h2", { text: `Stored bytes (${bytes.length}, exact)` }), h("pre", { class: "raw", tabindex: "0", "aria-label": "exact stored bytes", text })),
       h("section", { class: "card" }, h("h2", { text: "Pretty" }), h("pre", { tabindex: "0", "aria-label": "pretty-printed entry", text: pretty }))),

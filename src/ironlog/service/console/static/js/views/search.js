@@ -1,7 +1,7 @@
 // Search one log: time range, filters, paging that keeps them, downloads.
-import { api, enc, optional, q } from "../api.js";
+import { api, enc, optional, q, request } from "../api.js";
 import { stackedChart } from "../charts.js";
-import { clear, download, field, h, message } from "../dom.js";
+import { clear, download, evidenceButton, field, h, message } from "../dom.js";
 import { readableLogs } from "./logs.js";
 
 const RANGES = { "1h": 3600, "24h": 86400, "7d": 7 * 86400 };
@@ -170,7 +170,8 @@ export async function searchView(main, _parts, p) {
       h("h2", { id: "results-title", text: `Page ${pageNo}: ${shown.length} entr${shown.length === 1 ? "y" : "ies"}${text ? ` containing “${p.get("text")}” (of ${page.entries.length})` : ""}` }),
       h("div", { class: "actions" },
         h("span", { class: "muted", text: "Download this page:" }),
-        ["json", "ndjson", "csv"].map((k) => h("button", { type: "button", onclick: () => exportAs(k, logPath, shown), text: k.toUpperCase() })))),
+        ["json", "ndjson", "csv"].map((k) => h("button", { type: "button", onclick: () => exportAs(k, logPath, shown), text: k.toUpperCase() })),
+        shown.length ? evidenceButton("Evidence bundle", `/v1/logs/${enc(t)}/${enc(l)}/evidence?${shown.map((e) => `index=${e.index}`).join("&")}`, `${t}_${l}-${shown[0].index}.evidence.json`, (path) => request(path).then((r) => r.text())) : null)),
     shown.length ? h("div", { class: "table-wrap" }, h("table", { class: "results" },
       h("thead", {}, h("tr", {}, ["#", ...COLUMNS].map((c) => h("th", { scope: "col", text: c })))),
       h("tbody", {}, rows))) : h("p", { text: "No entries match." }),
