@@ -7,6 +7,7 @@ of the module, ``-s`` to see the path)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, Route, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect
 
 from ironlog.core.note import CosignatureSigner
 from ironlog.core.tlogproof import TlogProof
@@ -222,6 +223,9 @@ def test_sign_in_shows_the_logs(page: Page, site: Site, csp_errors: list[str]) -
     site.shot(page, "logs")
     # no stats API on this server yet: the per-minute column is hidden, not broken
     expect(page.locator("th.spark")).to_be_hidden()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
     assert csp_errors == []
 
 
@@ -591,6 +595,54 @@ def test_tenant_admin_manages_its_logs(page: Page, site: Site) -> None:
     expect(page.get_by_role("alert")).to_contain_text("witness")
     expect(page.get_by_role("alert")).to_contain_text("the operator enables it")
     site.shot(page, "manage")
+    # the usage API (issue 12 contract), answered here by interception
+    usage = {
+        "tenant": "other",
+        "days": [
+            {
+                "day": "2026-11-30",
+                "logs": {"secret": {"entries": 1, "bytes": 120}},
+                "entries": 1,
+                "bytes": 120,
+            }
+        ],
+        "quota": {"entries_per_day": 1000, "bytes": None},
+    }
+    page.route(re.compile(r".*/v1/tenants/other/usage.*"), lambda r: r.fulfill(json=usage))
+    page.reload()
+    section = page.get_by_role("region", name="Usage")
+    expect(section).to_contain_text("2026-11-30")
+    expect(section).to_contain_text("Quota: 1000 entries/day, no limit bytes.")
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.type !== 'hidden' && !(el.labels && el.labels.length)
+          && !el.getAttribute('aria-label') && !el.textContent.trim())
+  .map((el) => el.outerHTML)"""
+
+
+def test_every_control_is_labelled_and_keyboard_works(page: Page, site: Site) -> None:
+    sign_in(page, site, site.keys["acme"])
+    for where, heading in [
+        ("#/logs", "Logs"),
+        ("#/search?log=acme/app", "Search"),
+        ("#/entry/acme/app/4", "Entry 4 of acme/app"),
+        ("#/admin", "Manage acme"),
+    ]:
+        page.goto(site.url + "/ui" + where)
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        assert page.evaluate(UNLABELLED) == [], where
+    page.goto(site.url + "/ui/verify")
+    assert page.evaluate(UNLABELLED) == []
+    # search by keyboard alone: type a filter, Enter submits, Tab reaches the results
+    page.goto(site.url + "/ui#/search?log=acme/app")
+    page.get_by_label("Action").focus()
+    page.keyboard.type("delete")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile("Page 1: 10 entries"))).to_be_visible()
+    page.get_by_role("link", name="entry 5", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Entry 5 of acme/app")).to_be_visible()
 
 
 def test_charts_from_the_stats_api(page: Page, site: Site, csp_errors: list[str]) -> None:
@@ -650,3 +702,41 @@ def test_usable_at_phone_width(page: Page, site: Site) -> None:
     site.shot(page, "phone-entry")
     page.goto(site.url + "/ui/verify")
     assert page.evaluate(overflow) <= 0
+
+
+def test_search_between_two_local_times(browser: Browser, site: Site) -> None:
+    """An absolute range is typed in the browser's local time (here UTC+05:30)
+    and sent as RFC 3339 UTC."""
+    viewport = {"width": 1280, "height": 800}
+    context = browser.new_context(timezone_id="Asia/Kolkata", viewport=viewport)
+    page = context.new_page()
+    try:
+        sign_in(page, site, site.keys["acme"])
+        ist = dt.timezone(dt.timedelta(hours=5, minutes=30))
+        now = dt.datetime.now(ist)
+
+        def local(t: dt.datetime) -> str:
+            return t.strftime("%Y-%m-%dT%H:%M")
+
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/entries?" in r.url else None)
+        page.goto(site.url + "/ui#/search?log=acme/app")
+        page.get_by_label("Time range").select_option("custom")
+        page.get_by_label("From (local time)").fill(local(now - dt.timedelta(hours=2)))
+        page.get_by_label("To (local time)").fill(local(now + dt.timedelta(hours=1)))
+        page.get_by_label("Outcome").fill("failure")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_role("heading", name=re.compile("Page 1: 12 entries"))).to_be_visible()
+        since = (now - dt.timedelta(hours=2)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M")
+        assert f"since={since}" in asked[-1].replace("%3A", ":"), asked[-1]
+        page.get_by_label("From (local time)").fill(local(now - dt.timedelta(days=3)))
+        page.get_by_label("To (local time)").fill(local(now - dt.timedelta(days=2)))
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_text("No entries match.")).to_be_visible()
+        # the range survives a reload (it is in the URL fragment), in local time
+        page.reload()
+        expect(page.get_by_label("From (local time)")).to_have_value(
+            local(now - dt.timedelta(days=3))
+        )
+    finally:
+        context.close()
