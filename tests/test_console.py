@@ -10,8 +10,10 @@ import base64
 import datetime as dt
 import json
 import re
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -740,3 +742,62 @@ def test_search_between_two_local_times(browser: Browser, site: Site) -> None:
         )
     finally:
         context.close()
+
+
+def _wait(cond: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_integrity_failure_shown_and_cleared(page: Page, site: Site) -> None:
+    """A tile changed on disk: the tenant sees the failure on its Logs page;
+    the operator's clear is refused while the log is still broken (the
+    server's reason shown) and accepted once it is repaired."""
+    op = site.client(site.keys["operator"])
+    op.post("/v1/tenants", json={"name": "dented"}).raise_for_status()
+    key = op.post("/v1/tenants/dented/keys", json={"scopes": ["admin"]}).json()["key"]
+    c = site.client(key)
+    c.post("/v1/tenants/dented/logs", json={"name": "d"}).raise_for_status()
+    body = "".join(json.dumps({"n": i}) + "\n" for i in range(300))
+    headers = {"Content-Type": "application/x-ndjson"}
+    c.post("/v1/logs/dented/d/entries", content=body, headers=headers).raise_for_status()
+
+    def state() -> dict[str, Any]:
+        rows = c.get("/v1/integrity").json()["logs"]
+        return next(r for r in rows if r["log"] == "dented/d")
+
+    _wait(lambda: state()["verified_size"] == 300 and state()["last_full_pass_us"])
+    con = sqlite3.connect(site.srv.data / "logs" / "dented" / "d.db")
+    try:
+        sql = "SELECT data FROM tiles WHERE level=0 AND idx=0"
+        original = con.execute(sql).fetchone()[0]
+        update = "UPDATE tiles SET data=? WHERE level=0 AND idx=0"
+        con.execute(update, (b"\x00" * len(original),))
+        con.commit()
+        _wait(lambda: state()["failure"] is not None)
+
+        sign_in(page, site, key)
+        expect(page.get_by_role("row").filter(has_text="dented/d")).to_contain_text("FAILED")
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, site, site.keys["operator"])
+        page.goto(site.url + "/ui#/admin?tenant=dented")
+        report = page.get_by_role("region", name="Integrity report")
+        row = report.get_by_role("row").filter(has_text="dented/d")
+        expect(row).to_contain_text("tile/0/000")
+        clear = row.get_by_role("button", name="Clear")
+        clear.click()
+        clear.click()
+        expect(page.get_by_role("alert")).to_be_visible()  # still broken: refused, reason shown
+        site.shot(page, "integrity")
+        con.execute(update, (original,))
+        con.commit()
+    finally:
+        con.close()
+    row = page.get_by_role("region", name="Integrity report").get_by_role("row")
+    clear = row.filter(has_text="dented/d").get_by_role("button", name="Clear")
+    clear.click()
+    clear.click()
+    expect(page.locator("#flash")).to_contain_text("Integrity failure of dented/d cleared.")
+    assert state()["failure"] is None
