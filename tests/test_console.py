@@ -801,3 +801,25 @@ def test_integrity_failure_shown_and_cleared(page: Page, site: Site) -> None:
     clear.click()
     expect(page.locator("#flash")).to_contain_text("Integrity failure of dented/d cleared.")
     assert state()["failure"] is None
+
+
+def test_the_csp_blocks_inline_code(page: Page, site: Site, csp_errors: list[str]) -> None:
+    """The policy is enforced by the browser (and a violation is what the
+    other tests would see on the console): inline script and style are refused."""
+    page.goto(site.url + "/ui")
+    expect(page.get_by_label("API key")).to_be_visible()
+    page.evaluate(
+        """() => {
+          const s = document.createElement('script');
+          s.textContent = 'window.injected = true';
+          document.body.append(s);
+          document.body.setAttribute('style', 'background: red');
+        }"""
+    )
+    for _ in range(50):  # console events arrive while Playwright runs
+        if len(csp_errors) >= 2:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate("window.injected") is None
+    assert any("script-src" in e for e in csp_errors)
+    assert any("style-src" in e for e in csp_errors)

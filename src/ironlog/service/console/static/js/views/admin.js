@@ -6,7 +6,7 @@ import { clear, confirmButton, copy, field, fmtTime, h, message } from "../dom.j
 
 let flash = null; // a message that survives the re-render after an action
 
-function act(main, fn, done) {
+function act(fn, done) {
   return async () => {
     try {
       const m = await fn();
@@ -38,7 +38,7 @@ function tenantsSection(tenants, selected, rerender) {
   const f = h("form", { class: "row" }, field("New tenant", name), h("button", { type: "submit", text: "Create tenant" }));
   f.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    act(null, async () => {
+    act(async () => {
       await api("/v1/tenants", { method: "POST", body: { name: name.value.trim() } });
       return `Tenant ${name.value.trim()} created.`;
     }, rerender)();
@@ -50,9 +50,9 @@ function tenantsSection(tenants, selected, rerender) {
     h("td", { text: t.operator_locked ? "locked" : "no" }),
     h("td", { class: "actions" },
       t.disabled
-        ? h("button", { type: "button", onclick: act(null, () => api(`/v1/tenants/${enc(t.name)}/enable`, { method: "POST" }).then(() => `Tenant ${t.name} enabled.`), rerender), text: "Enable" })
-        : confirmButton("Disable", "Really disable?", act(null, () => api(`/v1/tenants/${enc(t.name)}/disable`, { method: "POST" }).then(() => `Tenant ${t.name} disabled.`), rerender)),
-      h("button", { type: "button", onclick: act(null, () => api(`/v1/tenants/${enc(t.name)}/witnessing`, { method: "POST", body: { enabled: !t.witnessing } }).then(() => `Witnessing ${t.witnessing ? "disallowed" : "allowed"} for ${t.name}.`), rerender), text: t.witnessing ? "Disallow witnesses" : "Allow witnesses" }))));
+        ? h("button", { type: "button", onclick: act(() => api(`/v1/tenants/${enc(t.name)}/enable`, { method: "POST" }).then(() => `Tenant ${t.name} enabled.`), rerender), text: "Enable" })
+        : confirmButton("Disable", "Really disable?", act(() => api(`/v1/tenants/${enc(t.name)}/disable`, { method: "POST" }).then(() => `Tenant ${t.name} disabled.`), rerender)),
+      h("button", { type: "button", onclick: act(() => api(`/v1/tenants/${enc(t.name)}/witnessing`, { method: "POST", body: { enabled: !t.witnessing } }).then(() => `Witnessing ${t.witnessing ? "disallowed" : "allowed"} for ${t.name}.`), rerender), text: t.witnessing ? "Disallow witnesses" : "Allow witnesses" }))));
   return h("section", { class: "card", "aria-labelledby": "tenants-title" },
     h("h2", { id: "tenants-title", text: "Tenants" }),
     table("Tenants", ["Tenant", "State", "Witnesses", "Operator lock", "Actions"], rows), f);
@@ -69,7 +69,7 @@ function logsSection(tenant, logs, tenantAdmin, rerender) {
     h("button", { type: "submit", text: "Create log" }));
   f.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    act(null, async () => {
+    act(async () => {
       const body = { name: name.value.trim(), durability: dur.value, indexes: idx.value.split(",").map((s) => s.trim()).filter(Boolean) };
       if (pub.checked) body.public = true;
       await api(`/v1/tenants/${enc(tenant)}/logs`, { method: "POST", body });
@@ -81,7 +81,7 @@ function logsSection(tenant, logs, tenantAdmin, rerender) {
     wit.value = JSON.stringify(lg.witnesses || { witnesses: [] }, null, 2);
     const witForm = tenantAdmin && lg.name !== "_system" ? h("details", {}, h("summary", { text: "Witnesses…" }),
       field(`Witness policy for ${lg.name} (JSON)`, wit, '{"witnesses": [{"vkey", "url"}], "policy": {"quorum": K, "members": [names or groups]}}; without policy every witness must cosign'),
-      h("button", { type: "button", onclick: act(null, async () => {
+      h("button", { type: "button", onclick: act(async () => {
         let policy;
         try { policy = JSON.parse(wit.value); } catch { throw new Error("the witness policy is not valid JSON"); }
         await api(`/v1/tenants/${enc(tenant)}/logs/${enc(lg.name)}/witnesses`, { method: "PUT", body: policy });
@@ -95,7 +95,7 @@ function logsSection(tenant, logs, tenantAdmin, rerender) {
       h("td", {}, lg.quarantined ? h("span", { class: "bad", text: `quarantined: ${lg.quarantined}` }) : lg.healthy === false ? h("span", { class: "bad", text: lg.unhealthy_reason || "unhealthy" }) : "ok"),
       h("td", { class: "actions" },
         tenantAdmin && lg.name !== "_system"
-          ? h("button", { type: "button", onclick: act(null, () => api(`/v1/tenants/${enc(tenant)}/logs/${enc(lg.name)}/public`, { method: "POST", body: { public: !lg.public } }).then(() => `${tenant}/${lg.name} is now ${lg.public ? "private" : "public"}.`), rerender), text: lg.public ? "Make private" : "Make public" })
+          ? h("button", { type: "button", onclick: act(() => api(`/v1/tenants/${enc(tenant)}/logs/${enc(lg.name)}/public`, { method: "POST", body: { public: !lg.public } }).then(() => `${tenant}/${lg.name} is now ${lg.public ? "private" : "public"}.`), rerender), text: lg.public ? "Make private" : "Make public" })
           : null,
         witForm));
   });
@@ -118,7 +118,7 @@ function keysSection(tenant, keys, rerender) {
     h("button", { type: "submit", text: "Create key" }));
   f.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    act(null, async () => {
+    act(async () => {
       const body = { name: name.value.trim(), scopes: scopes.filter((c) => c.checked).map((c) => c.value) };
       if (log.value.trim()) body.log = log.value.trim();
       if (expires.value) body.expires_in = Number(expires.value);
@@ -134,12 +134,12 @@ function keysSection(tenant, keys, rerender) {
     h("td", { text: fmtTime(k.created_us) }),
     h("td", { text: k.revoked_us ? `revoked ${fmtTime(k.revoked_us)}` : k.expires_us ? `expires ${fmtTime(k.expires_us)}` : "active" }),
     h("td", { class: "actions" }, k.revoked_us ? null : [
-      h("button", { type: "button", "aria-label": `Rotate key ${k.id}`, onclick: act(null, async () => {
+      h("button", { type: "button", "aria-label": `Rotate key ${k.id}`, onclick: act(async () => {
         const r = await api(`/v1/tenants/${enc(tenant)}/keys/${enc(k.id)}/rotate`, { method: "POST", body: {} });
         return secretBox(r.key, `Key ${k.id} rotated: the new key is ${r.id}`);
       }, rerender), text: "Rotate" }),
       (() => {
-        const b = confirmButton("Revoke", "Really revoke?", act(null, () => api(`/v1/tenants/${enc(tenant)}/keys/${enc(k.id)}`, { method: "DELETE" }).then(() => `Key ${k.id} revoked.`), rerender));
+        const b = confirmButton("Revoke", "Really revoke?", act(() => api(`/v1/tenants/${enc(tenant)}/keys/${enc(k.id)}`, { method: "DELETE" }).then(() => `Key ${k.id} revoked.`), rerender));
         b.setAttribute("aria-label", `Revoke key ${k.id}`);
         return b;
       })(),
@@ -156,12 +156,12 @@ function signingSection(tenant, keys, rerender) {
     h("td", { text: fmtTime(k.created_us) }),
     h("td", { text: k.retired_us ? `retired ${fmtTime(k.retired_us)}` : "signing" }),
     h("td", { class: "actions" }, k.retired_us ? null
-      : confirmButton("Retire", "Really retire?", act(null, () => api(`/v1/tenants/${enc(tenant)}/signing-keys/${enc(k.fingerprint)}/retire`, { method: "POST" }).then(() => `Signing key ${k.fingerprint} retired.`), rerender)))));
+      : confirmButton("Retire", "Really retire?", act(() => api(`/v1/tenants/${enc(tenant)}/signing-keys/${enc(k.fingerprint)}/retire`, { method: "POST" }).then(() => `Signing key ${k.fingerprint} retired.`), rerender)))));
   return h("section", { class: "card", "aria-labelledby": "sk-title" },
     h("h2", { id: "sk-title", text: `Checkpoint signing keys of ${tenant}` }),
     h("p", { class: "muted", text: "Rotating adds a new key; old and new both sign until the old one is retired. Verifiers must pin the new key before the old one is retired." }),
     table("Signing keys", ["Fingerprint", "Kind", "Created", "State", "Actions"], rows),
-    h("button", { type: "button", onclick: act(null, () => api(`/v1/tenants/${enc(tenant)}/signing-keys/rotate`, { method: "POST" }).then((r) => `New signing key ${r.fingerprint}.`), rerender), text: "Rotate signing key" }));
+    h("button", { type: "button", onclick: act(() => api(`/v1/tenants/${enc(tenant)}/signing-keys/rotate`, { method: "POST" }).then((r) => `New signing key ${r.fingerprint}.`), rerender), text: "Rotate signing key" }));
 }
 
 function integritySection(report, operator, rerender) {
@@ -175,7 +175,7 @@ function integritySection(report, operator, rerender) {
       h("td", { text: fmtTime(r.last_full_pass_us) }),
       h("td", { class: r.failure || r.quarantined ? "bad" : "good", text: r.quarantined ? `quarantined: ${r.quarantined}` : r.failure || "ok" }),
       h("td", { class: "actions" }, operator && r.failure
-        ? confirmButton("Clear", "Clear after review?", act(null, () => api(`/v1/integrity/${enc(t)}/${enc(name)}/clear`, { method: "POST" }).then(() => `Integrity failure of ${r.log} cleared.`), rerender), "")
+        ? confirmButton("Clear", "Clear after review?", act(() => api(`/v1/integrity/${enc(t)}/${enc(name)}/clear`, { method: "POST" }).then(() => `Integrity failure of ${r.log} cleared.`), rerender), "")
         : null));
   });
   return h("section", { class: "card", "aria-labelledby": "int-title" },
