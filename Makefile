@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests drive as real peers: rsyslog (+ its OpenSSL TLS
 # driver) forwards to the syslog listeners, util-linux's logger sends to them;
 # SoftHSM2 is the PKCS#11 token the HSM signer is tested against; systemd
-# gives systemd-analyze, which checks deploy/ironlog.service.
-DEBS := rsyslog rsyslog-openssl bsdutils softhsm2 systemd
+# gives systemd-analyze, which checks deploy/ironlog.service; chromium (its
+# headless shell) is the real browser the console tests drive with Playwright
+# (never `playwright install`: no browser is downloaded).
+DEBS := rsyslog rsyslog-openssl bsdutils softhsm2 systemd chromium chromium-headless-shell
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -483,6 +483,8 @@ PARITY: dict[str, list[str] | None] = {
     "POST /v1/integrity/{t}/{l}/delete": ["log delete"],
     "GET /metrics": None,  # for Prometheus
     "POST /v1/logs": None,  # OTLP, for OpenTelemetry exporters
+    "GET /v1/whoami": None,  # for the web console (the CLI knows its key)
+    "GET /ui": None,  # the web console itself
 }
 
 

@@ -126,6 +126,7 @@ def test_readme_examples_run_in_order(tmp_path: Path) -> None:
             assert line, banner
             banner += line
         assert f"on http://127.0.0.1:{port}" in banner, banner
+        assert f"Console: http://127.0.0.1:{port}/ui " in banner, banner
         demo = banner.split("demo tenant key (append, read): ")[1].split()[0]
         while time.monotonic() < deadline:
             try:

@@ -341,6 +341,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         origin, keys, size, signed size, durability, indexes, public, health
         (and the witnesses with their status)."""
         info, head = lg.info, lg.head()
+        fresh = self.control.get_log(info.tenant, info.name)  # `public` may have changed since
         out: dict[str, Any] = {
             "tenant": info.tenant,
             "name": info.name,
@@ -351,7 +352,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
             "signed_size": (lg.latest_signed() or (0, ""))[0],
             "durability": str(info.durability),
             "indexes": list(info.indexes),
-            "public": bool(info.public),
+            "public": bool((fresh or info).public),
             "healthy": lg.unhealthy is None,
             "unhealthy_reason": lg.unhealthy,
         }

@@ -34,6 +34,7 @@ def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator
         keys = KeyManager(il.control, record=il.record)
         yield f"ironlog serving {data.resolve()} on {base}"
         yield f"API docs: {base}/schema (OpenAPI: {base}/schema/openapi.json)"
+        yield f"Console: {base}/ui (proofs checked in the browser: {base}/ui/verify)"
         if keys.list(None):
             yield "operator key: already issued (shown only on first start)"
             return

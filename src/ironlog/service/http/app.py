@@ -44,6 +44,7 @@ from ironlog.errors import (
     TooLargeError,
     http_status,
 )
+from ironlog.service.console import console_router
 from ironlog.service.cosigning import Witnessing
 from ironlog.service.http.codec import (
     MAX_BODY_BYTES,
@@ -738,6 +739,7 @@ def create_app(
             metrics,
             otlp_logs,
             *READ_HANDLERS,
+            console_router(),
         ],
         before_request=check_query,
         on_startup=[startup],
