@@ -159,3 +159,62 @@ def tenant_operator_lock(dd: DataDir, tenant: str, unlock: bool, url: str | None
                 msg = f"HTTP {r.status_code}"
             raise click.ClickException(msg)
     click.echo(f"operator {'unlocked' if unlock else 'locked out'} for tenant {tenant}")
+
+
+def _limit(text: str | None, option: str) -> int | None:
+    """A quota limit: a whole number, or ``none`` to lift it."""
+    from ironlog.core.numparse import parse_int
+
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        return parse_int(text.strip(), option)
+    except IronlogError as e:
+        raise click.BadParameter(str(e), param_hint=option) from e
+
+
+@tenant_group.command("quota")
+@click.argument("tenant")
+@click.option(
+    "--entries-per-day",
+    metavar="N|none",
+    help="Entries the tenant may append per UTC day (then 429); none: no limit.",
+)
+@click.option(
+    "--bytes",
+    "bytes_",
+    metavar="N|none",
+    help="Bytes of entries the tenant may store (then 507); none: no limit.",
+)
+@pass_data
+def tenant_quota(dd: DataDir, tenant: str, entries_per_day: str | None, bytes_: str | None) -> None:
+    """Show TENANT's quota, or set it: appends over it are refused whole (a running
+    service applies it within two seconds).  A limit not given is kept.  Recorded in
+    the tenant's system log.
+
+    \b
+    Example:
+      ironlog tenant quota acme --entries-per-day 1000000 --bytes 10000000000
+      ironlog tenant quota acme --bytes none
+    """
+    from ironlog.engine.quotas import Quota, read_quota, set_tenant_quota
+
+    if entries_per_day is None and bytes_ is None:
+        il = dd.open(read_only=True)
+        il.tenant(tenant)
+        q = read_quota(il.control, tenant)
+    else:
+        il = dd.open()
+        il.tenant(tenant)
+        old = read_quota(il.control, tenant)
+        q = Quota(
+            _limit(entries_per_day, "--entries-per-day")
+            if entries_per_day is not None
+            else old.entries_per_day,
+            _limit(bytes_, "--bytes") if bytes_ is not None else old.bytes,
+        )
+        set_tenant_quota(il, tenant, q)
+    shown = {k: "none" if v is None else str(v) for k, v in q.to_json().items()}
+    click.echo(
+        f"tenant {tenant}: entries per day {shown['entries_per_day']}, bytes {shown['bytes']}"
+    )

@@ -391,6 +391,8 @@ class Log:
         self.service_only = False  # a tenant's system log: no door may append to it
         # observer(info, entries, bytes, seconds) after every committed batch
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
+        # check(info, entries, bytes) before any append but the service's (quotas)
+        self.append_checks: list[Callable[[LogInfo, int, int], None]] = []
         try:
             self.check_head()
         except IntegrityError as e:
@@ -610,6 +612,8 @@ class Log:
             raise InvalidRequestError("an idempotency key is 1 to 255 characters")
         if service:
             self.check_writable()
+        for check in self.append_checks:  # raises to refuse the whole request
+            check(self.info, len(entries), sum(len(e.data) for e in entries))
         return _Request(entries, proofs, idem_key=idempotency_key)
 
     def outcome(

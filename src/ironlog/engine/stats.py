@@ -1,0 +1,376 @@
+"""Counts per time bucket and usage per day: aggregates derived from a log.
+
+Derived data only: each log has a small SQLite file of its own under
+``DATA/derived/stats/TENANT/LOG.db`` (apart from the log's database, its
+store and its append path) holding, per minute of ``received_at``:
+
+- ``minutes``: entries and bytes (the stored entry bytes);
+- ``groups``: entries per value of each of ``action``, ``outcome``, ``actor``
+  and ``source`` (one dimension at a time, which is what a query groups by).
+
+It is brought up to date incrementally from the log (the entries after the
+last aggregated index) when it is read (:meth:`LogStats.catch_up`), in one
+write transaction, so several processes can share it.  It can be deleted at
+any time and is rebuilt from the log; nothing about integrity is ever
+decided from it.  It is rebuilt by itself when it does not belong to the log
+(another log of the same name, a log that shrank).
+
+Cardinality is bounded: a value is cut to ``VALUE_CHARS`` characters, and a
+minute keeps at most ``MAX_VALUES_PER_MINUTE`` distinct values per dimension
+(the first ones seen); entries with more values are counted under "other".
+A query reports the ``top`` values over its range and folds the rest into
+"other" too.  Coarser buckets (5m, 1h, 1d, UTC-aligned) add up minute rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ironlog.atomic import make_dirs
+from ironlog.errors import InvalidRequestError, LogUnavailableError
+from ironlog.store.base import LogInfo, LogStore
+
+DIMENSIONS = ("action", "outcome", "actor", "source")
+BUCKETS = {"1m": 1, "5m": 5, "1h": 60, "1d": 1440}  # in minutes
+MINUTE_US = 60_000_000
+DAY_MINUTES = 1440
+MAX_VALUES_PER_MINUTE = 64  # distinct values kept per minute and dimension
+VALUE_CHARS = 128
+MAX_BUCKETS = 10_080  # a week of minutes
+MAX_RANGE_MINUTES = 400 * DAY_MINUTES
+MAX_TOP = 100
+OTHER = "other"  # what a query calls the values outside its top N
+NONE = "(none)"  # the value of an entry without the field
+_OVERFLOW = "\x00"  # stored: values past a minute's cap (never a real value: cut below)
+_SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS minutes (
+    minute INTEGER PRIMARY KEY, entries INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    dim INTEGER NOT NULL, minute INTEGER NOT NULL, value TEXT NOT NULL,
+    entries INTEGER NOT NULL, PRIMARY KEY (dim, minute, value)
+) WITHOUT ROWID;
+"""
+
+
+class _Source(msgspec.Struct):
+    source: Any = None
+
+
+_source_decoder = msgspec.json.Decoder(_Source)
+
+
+def _value(v: object) -> str:
+    if v is None or v == "":
+        return ""
+    text = v if isinstance(v, str) else str(v)
+    return text.replace("\x00", "")[:VALUE_CHARS]
+
+
+def _source(data: bytes) -> str:
+    try:
+        return _value(_source_decoder.decode(data).source)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return ""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start_minute: int
+    total: int
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StatsResult:
+    from_minute: int
+    to_minute: int  # exclusive
+    bucket: str
+    group_by: str | None
+    groups: list[str]
+    buckets: list[Bucket]
+
+
+@dataclass
+class _Pending:
+    """Aggregates of one catch-up, before they are written."""
+
+    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [entries, bytes]
+    groups: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    seen: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+
+
+def check_range(from_us: int, to_us: int, bucket: str) -> tuple[int, int, int]:
+    """(first minute, end minute exclusive, bucket minutes) for a query, or a 400."""
+    if bucket not in BUCKETS:
+        raise InvalidRequestError(f"bucket must be one of {', '.join(BUCKETS)}")
+    if from_us >= to_us:
+        raise InvalidRequestError("from must be before to")
+    first = from_us // MINUTE_US
+    end = -(-to_us // MINUTE_US)
+    if end - first > MAX_RANGE_MINUTES:
+        raise InvalidRequestError(f"the range is at most {MAX_RANGE_MINUTES // DAY_MINUTES} days")
+    size = BUCKETS[bucket]
+    count = -(-end // size) - first // size
+    if count > MAX_BUCKETS:
+        raise InvalidRequestError(
+            f"{count} buckets of {bucket}: at most {MAX_BUCKETS}; choose a larger bucket "
+            "or a shorter range"
+        )
+    return first, end, size
+
+
+class LogStats:
+    """The aggregates of one log (one per log and process; thread-safe)."""
+
+    def __init__(self, path: Path, store: LogStore, info: LogInfo) -> None:
+        self.path = path
+        self.store = store
+        self.info = info
+        self._lock = threading.Lock()
+        try:
+            make_dirs(path.parent)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=OFF")  # derived: rebuilt if lost
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise LogUnavailableError(f"statistics of {info.path} cannot be opened: {e}") from e
+        self._identity = f"{_SCHEMA_VERSION} {info.origin} {info.created_us}"
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def aggregated(self) -> int:
+        """How many entries of the log the aggregates hold."""
+        if self._meta("identity") != self._identity:
+            return 0
+        return int(self._meta("next_index") or 0)
+
+    def catch_up(self, size: int | None = None) -> int:
+        """Aggregate the entries up to ``size`` (the committed head) not yet
+        counted; returns how many were added."""
+        try:
+            with self._lock:
+                target = self.store.head().size if size is None else size
+                if self.aggregated() >= target:
+                    return 0
+                with self._write() as db:
+                    start = self.aggregated()
+                    if self._meta("identity") != self._identity or start > target:
+                        db.execute("DELETE FROM minutes")  # not this log's: rebuild
+                        db.execute("DELETE FROM groups")
+                        start = 0
+                    if start >= target:
+                        return 0
+                    pending = _Pending()
+                    for rows in self.store.scan_rows(start, target):
+                        for index, data, received_us, actor, action, _res, outcome in rows:
+                            del index
+                            self._add(
+                                pending,
+                                received_us // MINUTE_US,
+                                len(data),
+                                (action, outcome, actor, _source(data)),
+                            )
+                    self._flush(db, pending)
+                    db.executemany(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        [("identity", self._identity), ("next_index", str(target))],
+                    )
+                    return target - start
+        except sqlite3.Error as e:
+            raise LogUnavailableError(f"statistics of {self.info.path}: {e}") from e
+
+    def _add(
+        self,
+        p: _Pending,
+        minute: int,
+        nbytes: int,
+        values: tuple[object, object, object, str],
+    ) -> None:
+        m = p.minutes.get(minute)
+        if m is None:
+            p.minutes[minute] = [1, nbytes]
+        else:
+            m[0] += 1
+            m[1] += nbytes
+        groups, seen = p.groups, p.seen
+        for dim, raw in enumerate(values):
+            value = raw if type(raw) is str and len(raw) <= VALUE_CHARS else _value(raw)
+            key = (dim, minute)
+            known = seen.get(key)
+            if known is None:
+                known = seen[key] = self._stored_values(dim, minute)
+            if value not in known:
+                if len(known) >= MAX_VALUES_PER_MINUTE:
+                    value = _OVERFLOW
+                else:
+                    known.add(value)
+            gk = (dim, minute, value)
+            groups[gk] = groups.get(gk, 0) + 1
+
+    def _stored_values(self, dim: int, minute: int) -> set[str]:
+        rows = self._db.execute(
+            "SELECT value FROM groups WHERE dim = ? AND minute = ? AND value != ?",
+            (dim, minute, _OVERFLOW),
+        )
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def _flush(db: sqlite3.Connection, p: _Pending) -> None:
+        db.executemany(
+            "INSERT INTO minutes VALUES (?, ?, ?) ON CONFLICT (minute) DO UPDATE SET "
+            "entries = entries + excluded.entries, bytes = bytes + excluded.bytes",
+            [(m, e, b) for m, (e, b) in p.minutes.items()],
+        )
+        db.executemany(
+            "INSERT INTO groups VALUES (?, ?, ?, ?) ON CONFLICT (dim, minute, value) "
+            "DO UPDATE SET entries = entries + excluded.entries",
+            [(d, m, v, n) for (d, m, v), n in p.groups.items()],
+        )
+
+    # -- reading -----------------------------------------------------------------
+    def query(
+        self,
+        from_us: int,
+        to_us: int,
+        bucket: str = "1m",
+        group_by: str | None = None,
+        top: int = 10,
+    ) -> StatsResult:
+        """Counts per bucket over [from, to) (widened to whole minutes), per
+        value of ``group_by`` (its ``top`` values, the rest as "other")."""
+        first, end, size = check_range(from_us, to_us, bucket)
+        if group_by is not None and group_by not in DIMENSIONS:
+            raise InvalidRequestError(f"group_by must be one of {', '.join(DIMENSIONS)}")
+        if not 1 <= top <= MAX_TOP:
+            raise InvalidRequestError(f"top must be between 1 and {MAX_TOP}")
+        self.catch_up()
+        db = self._db
+        totals = db.execute(
+            "SELECT minute / ?1 * ?1, SUM(entries) FROM minutes "
+            "WHERE minute >= ?2 AND minute < ?3 GROUP BY 1 ORDER BY 1",
+            (size, first, end),
+        ).fetchall()
+        counts: dict[int, dict[str, int]] = {start: {} for start, _ in totals}
+        groups: list[str] = []
+        if group_by is not None:
+            dim = DIMENSIONS.index(group_by)
+            ranked = db.execute(
+                "SELECT value, SUM(entries) AS n FROM groups WHERE dim = ? AND minute >= ? "
+                "AND minute < ? AND value != ? GROUP BY value ORDER BY n DESC, value LIMIT ?",
+                (dim, first, end, _OVERFLOW, top),
+            ).fetchall()
+            names = {v: (v or NONE) if v != OTHER else OTHER for v, _ in ranked}
+            groups = [names[v] for v, _ in ranked]
+            rows = db.execute(
+                "SELECT minute / ?1 * ?1, value, SUM(entries) FROM groups "
+                "WHERE dim = ?2 AND minute >= ?3 AND minute < ?4 GROUP BY 1, 2",
+                (size, dim, first, end),
+            )
+            has_other = False
+            for start, value, n in rows:
+                name = names.get(value)
+                if name is None:
+                    name, has_other = OTHER, True
+                c = counts.setdefault(start, {})
+                c[name] = c.get(name, 0) + n
+            if has_other and OTHER not in groups:
+                groups.append(OTHER)
+        return StatsResult(
+            first,
+            end,
+            bucket,
+            group_by,
+            groups,
+            [Bucket(start, total, counts[start]) for start, total in totals],
+        )
+
+    def days(self, first_day: int, end_day: int) -> list[tuple[int, int, int]]:
+        """(day, entries, bytes) for the days in [first, end) that have entries."""
+        self.catch_up()
+        rows = self._db.execute(
+            "SELECT minute / 1440, SUM(entries), SUM(bytes) FROM minutes "
+            "WHERE minute >= ? AND minute < ? GROUP BY 1 ORDER BY 1",
+            (first_day * DAY_MINUTES, end_day * DAY_MINUTES),
+        )
+        return [(int(d), int(e), int(b)) for d, e, b in rows]
+
+    def totals(self, today: int, catch_up: bool = True) -> tuple[int, int]:
+        """(entries received on day ``today``, bytes of all entries)."""
+        if catch_up:
+            self.catch_up()
+        e = self._db.execute(
+            "SELECT COALESCE(SUM(entries), 0) FROM minutes WHERE minute >= ? AND minute < ?",
+            (today * DAY_MINUTES, (today + 1) * DAY_MINUTES),
+        ).fetchone()[0]
+        b = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM minutes").fetchone()[0]
+        return int(e), int(b)
+
+
+class StatsBook:
+    """Every log's :class:`LogStats` in this process, opened when first asked."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "derived" / "stats"
+        self._open: dict[tuple[str, str], LogStats] = {}
+        self._lock = threading.Lock()
+
+    def of(self, store: LogStore, info: LogInfo) -> LogStats:
+        key = (info.tenant, info.name)
+        with self._lock:
+            st = self._open.get(key)
+            if st is not None and st.store is store:
+                return st
+            if st is not None:  # the log was reopened: its store is another object
+                st.close()
+            st = LogStats(self.root / info.tenant / f"{info.name}.db", store, info)
+            self._open[key] = st
+            return st
+
+    def close(self) -> None:
+        with self._lock:
+            for st in self._open.values():
+                st.close()
+            self._open.clear()
+
+
+def merge_days(
+    per_log: Sequence[tuple[str, list[tuple[int, int, int]]]],
+) -> list[tuple[int, dict[str, tuple[int, int]]]]:
+    """Per-log day rows -> (day, {log: (entries, bytes)}) by day."""
+    out: dict[int, dict[str, tuple[int, int]]] = {}
+    for name, rows in per_log:
+        for day, entries, nbytes in rows:
+            out.setdefault(day, {})[name] = (entries, nbytes)
+    return sorted(out.items())
