@@ -5,10 +5,11 @@ The operator sets a tenant's quota (``PUT /v1/tenants/T/quota``, ``ironlog
 tenant quota T``); it is a control.db setting, recorded in the tenant's
 system log.  What a tenant has used comes from the derived statistics
 (:mod:`ironlog.engine.stats`) over its logs (not its system log, which is the
-service's), re-read at most every ``USAGE_SECONDS`` and counted up in between
-by this process's own commits: so the check on the append path is a few dict
-look-ups, and appends made meanwhile by other processes are seen within that
-time (a tenant can overshoot by what other workers append in one second).
+service's), re-read in the background every ``USAGE_SECONDS`` and counted up
+in between by this process's own commits: so the check on the append path is a
+few dict look-ups, and appends made meanwhile by other processes are seen within that
+time, two seconds at most (a tenant can overshoot its quota by what other
+workers append in that time).
 A request is refused whole (429 for entries per day, with Retry-After until
 midnight UTC; 507 for bytes), never in part.
 """
@@ -115,18 +116,34 @@ class QuotaGuard:
         self._quotas.pop(tenant, None)
 
     def usage(self, tenant: str) -> tuple[int, int]:
-        """(entries today, bytes), at most USAGE_SECONDS old for other processes."""
+        """(entries today, bytes): read from the aggregates the first time (each
+        new day, after an idle while), then re-read in the background every
+        USAGE_SECONDS while appends come, so the append path does not wait for it."""
         day = now_us() // DAY_US
         u = self._usage.get(tenant)
-        if u is None or u.day != day or u.expires < time.monotonic():
-            with self._lock:
-                entries = nbytes = 0
-                for store, info in self.logs(tenant):
-                    e, b = self.book.of(store, info).totals(day)
-                    entries, nbytes = entries + e, nbytes + b
-                u = _Usage(day, entries, nbytes, time.monotonic() + USAGE_SECONDS)
-                self._usage[tenant] = u
+        now = time.monotonic()
+        if u is None or u.day != day or now > u.expires + USAGE_SECONDS:  # first, or idle
+            u = self._refresh(tenant, day)
+        elif u.expires < now:
+            u.expires = now + USAGE_SECONDS  # one refresh at a time
+            threading.Thread(target=self._refresh_quietly, args=(tenant, day), daemon=True).start()
         return u.entries, u.bytes
+
+    def _refresh(self, tenant: str, day: int) -> _Usage:
+        with self._lock:
+            entries = nbytes = 0
+            for store, info in self.logs(tenant):
+                e, b = self.book.of(store, info).totals(day)
+                entries, nbytes = entries + e, nbytes + b
+            u = _Usage(day, entries, nbytes, time.monotonic() + USAGE_SECONDS)
+            self._usage[tenant] = u
+            return u
+
+    def _refresh_quietly(self, tenant: str, day: int) -> None:
+        try:
+            self._refresh(tenant, day)
+        except Exception as e:  # the last figures stay; the next check tries again
+            log.warning("usage of tenant %r not re-read: %s", tenant, e)
 
     def check(self, info: LogInfo, entries: int, nbytes: int) -> None:
         if info.name == SYSTEM_LOG:

@@ -36,13 +36,14 @@ import msgspec
 
 from ironlog.atomic import make_dirs
 from ironlog.errors import InvalidRequestError, LogUnavailableError
-from ironlog.store.base import LogInfo, LogStore
+from ironlog.store.base import LogInfo, LogStore, StoredRow
 
 DIMENSIONS = ("action", "outcome", "actor", "source")
 BUCKETS = {"1m": 1, "5m": 5, "1h": 60, "1d": 1440}  # in minutes
 MINUTE_US = 60_000_000
 DAY_MINUTES = 1440
 MAX_VALUES_PER_MINUTE = 64  # distinct values kept per minute and dimension
+MAX_VALUES_PER_HOUR = 256  # ... per hour (the hourly rows answer wide ranges fast)
 VALUE_CHARS = 128
 MAX_BUCKETS = 10_080  # a week of minutes
 MAX_RANGE_MINUTES = 400 * DAY_MINUTES
@@ -50,18 +51,26 @@ MAX_TOP = 100
 OTHER = "other"  # what a query calls the values outside its top N
 NONE = "(none)"  # the value of an entry without the field
 _OVERFLOW = "\x00"  # stored: values past a minute's cap (never a real value: cut below)
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS minutes (
     minute INTEGER PRIMARY KEY, entries INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hours (
+    hour INTEGER PRIMARY KEY, entries INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS groups (
     dim INTEGER NOT NULL, minute INTEGER NOT NULL, value TEXT NOT NULL,
     entries INTEGER NOT NULL, PRIMARY KEY (dim, minute, value)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hour_groups (
+    dim INTEGER NOT NULL, hour INTEGER NOT NULL, value TEXT NOT NULL,
+    entries INTEGER NOT NULL, PRIMARY KEY (dim, hour, value)
+) WITHOUT ROWID;
 """
+_TABLES = ("minutes", "hours", "groups", "hour_groups")
 
 
 class _Source(msgspec.Struct):
@@ -187,21 +196,14 @@ class LogStats:
                 with self._write() as db:
                     start = self.aggregated()
                     if self._meta("identity") != self._identity or start > target:
-                        db.execute("DELETE FROM minutes")  # not this log's: rebuild
-                        db.execute("DELETE FROM groups")
+                        for table in _TABLES:  # not this log's: rebuild
+                            db.execute(f"DELETE FROM {table}")
                         start = 0
                     if start >= target:
                         return 0
                     pending = _Pending()
                     for rows in self.store.scan_rows(start, target):
-                        for index, data, received_us, actor, action, _res, outcome in rows:
-                            del index
-                            self._add(
-                                pending,
-                                received_us // MINUTE_US,
-                                len(data),
-                                (action, outcome, actor, _source(data)),
-                            )
+                        self._add(pending, rows)
                     self._flush(db, pending)
                     db.executemany(
                         "INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -211,55 +213,91 @@ class LogStats:
         except sqlite3.Error as e:
             raise LogUnavailableError(f"statistics of {self.info.path}: {e}") from e
 
-    def _add(
-        self,
-        p: _Pending,
-        minute: int,
-        nbytes: int,
-        values: tuple[object, object, object, str],
-    ) -> None:
-        m = p.minutes.get(minute)
-        if m is None:
-            p.minutes[minute] = [1, nbytes]
-        else:
-            m[0] += 1
-            m[1] += nbytes
-        groups, seen = p.groups, p.seen
-        for dim, raw in enumerate(values):
-            value = raw if type(raw) is str and len(raw) <= VALUE_CHARS else _value(raw)
-            key = (dim, minute)
-            known = seen.get(key)
-            if known is None:
-                known = seen[key] = self._stored_values(dim, minute)
-            if value not in known:
-                if len(known) >= MAX_VALUES_PER_MINUTE:
-                    value = _OVERFLOW
-                else:
-                    known.add(value)
-            gk = (dim, minute, value)
-            groups[gk] = groups.get(gk, 0) + 1
+    def _add(self, p: _Pending, rows: Sequence[StoredRow]) -> None:
+        minutes, groups, seen = p.minutes, p.groups, p.seen
+        cap = MAX_VALUES_PER_MINUTE
+        for _index, data, received_us, actor, action, _resource, outcome in rows:
+            minute = received_us // MINUTE_US
+            m = minutes.get(minute)
+            if m is None:
+                minutes[minute] = [1, len(data)]
+            else:
+                m[0] += 1
+                m[1] += len(data)
+            for dim, raw in enumerate((action, outcome, actor, _source(data))):
+                value = raw if raw is not None and len(raw) <= VALUE_CHARS else _value(raw)
+                key = (dim, minute)
+                known = seen.get(key)
+                if known is None:
+                    known = seen[key] = self._stored_values("groups", "minute", dim, minute)
+                if value not in known:
+                    if len(known) >= cap:
+                        value = _OVERFLOW
+                    else:
+                        known.add(value)
+                gk = (dim, minute, value)
+                groups[gk] = groups.get(gk, 0) + 1
 
-    def _stored_values(self, dim: int, minute: int) -> set[str]:
+    def _stored_values(self, table: str, column: str, dim: int, when: int) -> set[str]:
         rows = self._db.execute(
-            "SELECT value FROM groups WHERE dim = ? AND minute = ? AND value != ?",
-            (dim, minute, _OVERFLOW),
+            f"SELECT value FROM {table} WHERE dim = ? AND {column} = ? AND value != ?",
+            (dim, when, _OVERFLOW),
         )
         return {r[0] for r in rows}
 
-    @staticmethod
-    def _flush(db: sqlite3.Connection, p: _Pending) -> None:
-        db.executemany(
-            "INSERT INTO minutes VALUES (?, ?, ?) ON CONFLICT (minute) DO UPDATE SET "
-            "entries = entries + excluded.entries, bytes = bytes + excluded.bytes",
-            [(m, e, b) for m, (e, b) in p.minutes.items()],
-        )
-        db.executemany(
-            "INSERT INTO groups VALUES (?, ?, ?, ?) ON CONFLICT (dim, minute, value) "
-            "DO UPDATE SET entries = entries + excluded.entries",
-            [(d, m, v, n) for (d, m, v), n in p.groups.items()],
-        )
+    def _flush(self, db: sqlite3.Connection, p: _Pending) -> None:
+        hours: dict[int, list[int]] = {}
+        for minute, (e, b) in p.minutes.items():
+            h = hours.setdefault(minute // 60, [0, 0])
+            h[0] += e
+            h[1] += b
+        hour_groups: dict[tuple[int, int, str], int] = {}
+        hour_seen: dict[tuple[int, int], set[str]] = {}
+        for (dim, minute, value), n in sorted(p.groups.items(), key=lambda kv: kv[0][1]):
+            hour = minute // 60
+            if value != _OVERFLOW:
+                known = hour_seen.get((dim, hour))
+                if known is None:
+                    known = hour_seen[(dim, hour)] = self._stored_values(
+                        "hour_groups", "hour", dim, hour
+                    )
+                if value not in known:
+                    if len(known) >= MAX_VALUES_PER_HOUR:
+                        value = _OVERFLOW
+                    else:
+                        known.add(value)
+            gk = (dim, hour, value)
+            hour_groups[gk] = hour_groups.get(gk, 0) + n
+        for table, column, rows in (("minutes", "minute", p.minutes), ("hours", "hour", hours)):
+            db.executemany(
+                f"INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT ({column}) DO UPDATE SET "
+                "entries = entries + excluded.entries, bytes = bytes + excluded.bytes",
+                [(k, e, b) for k, (e, b) in rows.items()],
+            )
+        for table, column, grouped in (
+            ("groups", "minute", p.groups),
+            ("hour_groups", "hour", hour_groups),
+        ):
+            db.executemany(
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?) ON CONFLICT (dim, {column}, value) "
+                "DO UPDATE SET entries = entries + excluded.entries",
+                [(d, k, v, n) for (d, k, v), n in grouped.items()],
+            )
 
     # -- reading -----------------------------------------------------------------
+    def _parts(self, first: int, end: int) -> list[tuple[str, str, int, int, int]]:
+        """[first, end) minutes as (totals table, groups table, from, to, minutes
+        per row): whole hours from the hourly tables, the edges from the others."""
+        h1, h2 = -(-first // 60), end // 60
+        if h1 >= h2:
+            return [("minutes", "groups", first, end, 1)]
+        parts = [("hours", "hour_groups", h1, h2, 60)]
+        if first < h1 * 60:
+            parts.append(("minutes", "groups", first, h1 * 60, 1))
+        if h2 * 60 < end:
+            parts.append(("minutes", "groups", h2 * 60, end, 1))
+        return parts
+
     def query(
         self,
         from_us: int,
@@ -277,35 +315,52 @@ class LogStats:
             raise InvalidRequestError(f"top must be between 1 and {MAX_TOP}")
         self.catch_up()
         db = self._db
-        totals = db.execute(
-            "SELECT minute / ?1 * ?1, SUM(entries) FROM minutes "
-            "WHERE minute >= ?2 AND minute < ?3 GROUP BY 1 ORDER BY 1",
-            (size, first, end),
-        ).fetchall()
-        counts: dict[int, dict[str, int]] = {start: {} for start, _ in totals}
+        # Below an hour, buckets need minute rows; from an hour, hourly ones do.
+        parts = self._parts(first, end) if size >= 60 else [("minutes", "groups", first, end, 1)]
+        totals: dict[int, int] = {}
+        for table, _, a, b, per in parts:
+            col = "hour" if per == 60 else "minute"
+            for k, n in db.execute(
+                f"SELECT {col}, entries FROM {table} WHERE {col} >= ? AND {col} < ?", (a, b)
+            ):
+                start = k * per // size * size
+                totals[start] = totals.get(start, 0) + n
+        counts: dict[int, dict[str, int]] = {start: {} for start in totals}
         groups: list[str] = []
         if group_by is not None:
             dim = DIMENSIONS.index(group_by)
-            ranked = db.execute(
-                "SELECT value, SUM(entries) AS n FROM groups WHERE dim = ? AND minute >= ? "
-                "AND minute < ? AND value != ? GROUP BY value ORDER BY n DESC, value LIMIT ?",
-                (dim, first, end, _OVERFLOW, top),
-            ).fetchall()
-            names = {v: (v or NONE) if v != OTHER else OTHER for v, _ in ranked}
-            groups = [names[v] for v, _ in ranked]
-            rows = db.execute(
-                "SELECT minute / ?1 * ?1, value, SUM(entries) FROM groups "
-                "WHERE dim = ?2 AND minute >= ?3 AND minute < ?4 GROUP BY 1, 2",
-                (size, dim, first, end),
-            )
+            ranked: dict[str, int] = {}
+            for _, table, a, b, per in self._parts(first, end):
+                col = "hour" if per == 60 else "minute"
+                for value, n in db.execute(
+                    f"SELECT value, SUM(entries) FROM {table} WHERE dim = ? AND {col} >= ? "
+                    f"AND {col} < ? GROUP BY value",
+                    (dim, a, b),
+                ):
+                    ranked[value] = ranked.get(value, 0) + n
+            ranked.pop(_OVERFLOW, None)
+            ranked.pop(OTHER, None)  # a value named "other" is counted as other
+            chosen = sorted(ranked, key=lambda v: (-ranked[v], v))[:top]
+            names = {v: v or NONE for v in chosen}
+            groups = [names[v] for v in chosen]
+            marks = ",".join("?" * len(chosen))
+            for _, table, a, b, per in parts if chosen else ():
+                col = "hour" if per == 60 else "minute"
+                for k, value, n in db.execute(
+                    f"SELECT {col}, value, entries FROM {table} WHERE dim = ? AND {col} >= ? "
+                    f"AND {col} < ? AND value IN ({marks})",
+                    (dim, a, b, *chosen),
+                ):
+                    c = counts[k * per // size * size]
+                    name = names[value]
+                    c[name] = c.get(name, 0) + n
             has_other = False
-            for start, value, n in rows:
-                name = names.get(value)
-                if name is None:
-                    name, has_other = OTHER, True
-                c = counts.setdefault(start, {})
-                c[name] = c.get(name, 0) + n
-            if has_other and OTHER not in groups:
+            for start, c in counts.items():
+                rest = totals[start] - sum(c.values())
+                if rest > 0:
+                    c[OTHER] = rest
+                    has_other = True
+            if has_other:
                 groups.append(OTHER)
         return StatsResult(
             first,
@@ -313,16 +368,16 @@ class LogStats:
             bucket,
             group_by,
             groups,
-            [Bucket(start, total, counts[start]) for start, total in totals],
+            [Bucket(start, totals[start], counts[start]) for start in sorted(totals)],
         )
 
     def days(self, first_day: int, end_day: int) -> list[tuple[int, int, int]]:
         """(day, entries, bytes) for the days in [first, end) that have entries."""
         self.catch_up()
         rows = self._db.execute(
-            "SELECT minute / 1440, SUM(entries), SUM(bytes) FROM minutes "
-            "WHERE minute >= ? AND minute < ? GROUP BY 1 ORDER BY 1",
-            (first_day * DAY_MINUTES, end_day * DAY_MINUTES),
+            "SELECT hour / 24, SUM(entries), SUM(bytes) FROM hours "
+            "WHERE hour >= ? AND hour < ? GROUP BY 1 ORDER BY 1",
+            (first_day * 24, end_day * 24),
         )
         return [(int(d), int(e), int(b)) for d, e, b in rows]
 
@@ -331,10 +386,10 @@ class LogStats:
         if catch_up:
             self.catch_up()
         e = self._db.execute(
-            "SELECT COALESCE(SUM(entries), 0) FROM minutes WHERE minute >= ? AND minute < ?",
-            (today * DAY_MINUTES, (today + 1) * DAY_MINUTES),
+            "SELECT COALESCE(SUM(entries), 0) FROM hours WHERE hour >= ? AND hour < ?",
+            (today * 24, (today + 1) * 24),
         ).fetchone()[0]
-        b = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM minutes").fetchone()[0]
+        b = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM hours").fetchone()[0]
         return int(e), int(b)
 
 
