@@ -89,7 +89,9 @@ def bench(d: Path, n: int, rounds: int) -> dict[str, Any]:
         "entries": added,
         "seconds": round(took, 2),
         "entries_per_s": round(added / took),
-        "file_mb": round(st.path.stat().st_size / 2**20, 1),
+        "file_mb": round(
+            sum(p.stat().st_size for p in st.path.parent.glob(st.path.name + "*")) / 2**20, 1
+        ),
     }
     end = now_us()
     queries: dict[str, Any] = {}
