@@ -237,7 +237,7 @@ def test_quotas_refuse_whole_requests(server: Server) -> None:
         # A batch that would go over is refused whole: nothing written.
         r = c.post("/v1/logs/qt/audit/entries", **_ndjson([{"n": i} for i in range(3)]))
         msg = _err(r, 429, "quota_exceeded")
-        assert "nothing was appended" in msg and "1 of its 3" in msg
+        assert "nothing was appended" in msg and "used 1 of its 3" in msg
         assert 1 <= int(r.headers["retry-after"]) <= 86400
         assert _size(c, "qt/audit") == 1
         assert c.post("/v1/logs/qt/audit/entries", **_ndjson([{"n": 1}, {"n": 2}])).status_code

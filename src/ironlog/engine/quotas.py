@@ -6,10 +6,10 @@ tenant quota T``); it is a control.db setting, recorded in the tenant's
 system log.  What a tenant has used comes from the derived statistics
 (:mod:`ironlog.engine.stats`) over its logs (not its system log, which is the
 service's), re-read in the background every ``USAGE_SECONDS`` and counted up
-in between by this process's own commits: so the check on the append path is a
-few dict look-ups, and appends made meanwhile by other processes are seen within that
-time, two seconds at most (a tenant can overshoot its quota by what other
-workers append in that time).
+in between by the requests this process lets through: so the check on the
+append path is a few dict look-ups, and appends made meanwhile by other
+processes are seen within that time, two seconds at most (a tenant can
+overshoot its quota by what other workers append in that time).
 A request is refused whole (429 for entries per day, with Retry-After until
 midnight UTC; 507 for bytes), never in part.
 """
@@ -94,7 +94,7 @@ class _Usage:
 
 class QuotaGuard:
     """``check`` runs before every append of a tenant's log (not the service's
-    own); ``observe_commit`` counts this process's commits."""
+    own) and counts what it lets through."""
 
     def __init__(self, control: ControlStore, book: StatsBook, logs: TenantLogs) -> None:
         self.control = control
@@ -156,7 +156,7 @@ class QuotaGuard:
             now = now_us()
             wait = max(1, -(-(DAY_US - now % DAY_US) // 1_000_000))
             raise QuotaExceededError(
-                f"tenant {info.tenant!r} has appended {used} of its {q.entries_per_day} "
+                f"tenant {info.tenant!r} has used {used} of its {q.entries_per_day} "
                 f"entries for today (UTC); these {entries} would exceed it: nothing was "
                 "appended (the quota resets at midnight UTC)",
                 retry_after=wait,
@@ -166,9 +166,9 @@ class QuotaGuard:
                 f"tenant {info.tenant!r} stores {stored} bytes of entries, its quota is "
                 f"{q.bytes}; these {nbytes} would exceed it: nothing was appended"
             )
-
-    def observe_commit(self, info: LogInfo, entries: int, nbytes: int, seconds: float) -> None:
-        u = self._usage.get(info.tenant)
-        if u is not None and info.name != SYSTEM_LOG:
-            u.entries += entries
-            u.bytes += nbytes
+        # Counted now, before the commit: requests in flight together cannot
+        # all pass on the same figures.  (A request that then fails stays
+        # counted until the next re-read.)
+        u = self._usage[info.tenant]
+        u.entries += entries
+        u.bytes += nbytes

@@ -55,7 +55,6 @@ class Insights:
             registry, il.control, int(max_tenants) if max_tenants.isdigit() else DEFAULT_MAX_TENANTS
         )
         il.append_checks.append(self.quotas.check)
-        il.commit_observers.append(self.quotas.observe_commit)
         il.commit_observers.append(self.tenant_metrics.observe_commit)
 
     def _tenant_logs(self, tenant: str) -> Iterator[tuple[LogStore, LogInfo]]:
