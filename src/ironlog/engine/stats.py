@@ -118,8 +118,17 @@ class _Pending:
     """Aggregates of one catch-up, before they are written."""
 
     minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [entries, bytes]
-    groups: dict[tuple[int, int, str], int] = field(default_factory=dict)
-    seen: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    # minute -> per dimension: value -> entries, and the values known for the
+    # minute (stored before, or seen now) to apply the cap
+    counts: dict[int, tuple[list[dict[str, int]], list[set[str]]]] = field(default_factory=dict)
+
+    def groups(self) -> dict[tuple[int, int, str], int]:
+        return {
+            (dim, minute, value): n
+            for minute, (per_dim, _) in self.counts.items()
+            for dim, c in enumerate(per_dim)
+            for value, n in c.items()
+        }
 
 
 def check_range(from_us: int, to_us: int, bucket: str) -> tuple[int, int, int]:
@@ -216,29 +225,37 @@ class LogStats:
             raise LogUnavailableError(f"statistics of {self.info.path}: {e}") from e
 
     def _add(self, p: _Pending, rows: Sequence[StoredRow]) -> None:
-        minutes, groups, seen = p.minutes, p.groups, p.seen
+        """Count ``rows`` (the hot loop of a catch-up: kept plain)."""
+        minutes, counts = p.minutes, p.counts
         cap = MAX_VALUES_PER_MINUTE
+        last = None
+        per_dim: list[dict[str, int]] = []
+        known: list[set[str]] = []
+        m: list[int] = []
         for _index, data, received_us, actor, action, _resource, outcome in rows:
             minute = received_us // MINUTE_US
-            m = minutes.get(minute)
-            if m is None:
-                minutes[minute] = [1, len(data)]
-            else:
-                m[0] += 1
-                m[1] += len(data)
-            for dim, raw in enumerate((action, outcome, actor, _source(data))):
+            if minute != last:  # entries come in time order, mostly
+                last = minute
+                got = counts.get(minute)
+                if got is None:
+                    got = counts[minute] = (
+                        [{} for _ in DIMENSIONS],
+                        [self._stored_values("groups", "minute", d, minute) for d in range(4)],
+                    )
+                    minutes[minute] = [0, 0]
+                per_dim, known = got
+                m = minutes[minute]
+            m[0] += 1
+            m[1] += len(data)
+            values = (action, outcome, actor, _source(data))
+            for raw, k, c in zip(values, known, per_dim, strict=True):
                 value = raw if raw is not None and len(raw) <= VALUE_CHARS else _value(raw)
-                key = (dim, minute)
-                known = seen.get(key)
-                if known is None:
-                    known = seen[key] = self._stored_values("groups", "minute", dim, minute)
-                if value not in known:
-                    if len(known) >= cap:
+                if value not in k:
+                    if len(k) >= cap:
                         value = _OVERFLOW
                     else:
-                        known.add(value)
-                gk = (dim, minute, value)
-                groups[gk] = groups.get(gk, 0) + 1
+                        k.add(value)
+                c[value] = c.get(value, 0) + 1
 
     def _stored_values(self, table: str, column: str, dim: int, when: int) -> set[str]:
         rows = self._db.execute(
@@ -255,7 +272,8 @@ class LogStats:
             h[1] += b
         hour_groups: dict[tuple[int, int, str], int] = {}
         hour_seen: dict[tuple[int, int], set[str]] = {}
-        for (dim, minute, value), n in sorted(p.groups.items(), key=lambda kv: kv[0][1]):
+        groups = p.groups()
+        for (dim, minute, value), n in sorted(groups.items(), key=lambda kv: kv[0][1]):
             hour = minute // 60
             if value != _OVERFLOW:
                 known = hour_seen.get((dim, hour))
@@ -277,7 +295,7 @@ class LogStats:
                 [(k, e, b) for k, (e, b) in rows.items()],
             )
         for table, column, grouped in (
-            ("groups", "minute", p.groups),
+            ("groups", "minute", groups),
             ("hour_groups", "hour", hour_groups),
         ):
             db.executemany(
