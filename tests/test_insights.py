@@ -212,6 +212,14 @@ def test_usage_per_day_and_log(server: Server) -> None:
         _err(op.get("/v1/tenants/nobody/usage"), 404)
     with server.client(server.demo) as demo:  # append/read key of another tenant
         _err(demo.get("/v1/tenants/us/usage"), 404)
+    # The operator's CLI prints the same figures (for billing).
+    printed = json.loads(cli(server.data, "tenant", "usage", "us").stdout)
+    with server.client(key) as c:
+        assert printed == c.get("/v1/tenants/us/usage").json()
+    said = cli(server.data, "tenant", "usage", "us", "--from", "1h", "--to", "2h", ok=False)
+    assert "--from must be before --to" in said.stderr
+    said = cli(server.data, "tenant", "usage", "us", "--from", "500d", ok=False)
+    assert "400 days" in said.stderr
 
 
 def _size(c: httpx.Client, path: str) -> int:

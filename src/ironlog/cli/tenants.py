@@ -7,6 +7,7 @@ import os
 import click
 
 from ironlog.cli.base import DataDir, pass_data
+from ironlog.engine.instance import SYSTEM_LOG, Ironlog
 from ironlog.errors import IronlogError
 
 
@@ -214,7 +215,59 @@ def tenant_quota(dd: DataDir, tenant: str, entries_per_day: str | None, bytes_: 
             _limit(bytes_, "--bytes") if bytes_ is not None else old.bytes,
         )
         set_tenant_quota(il, tenant, q)
+        _catch_up_stats(il, tenant)
     shown = {k: "none" if v is None else str(v) for k, v in q.to_json().items()}
     click.echo(
         f"tenant {tenant}: entries per day {shown['entries_per_day']}, bytes {shown['bytes']}"
     )
+
+
+def _catch_up_stats(il: Ironlog, tenant: str) -> None:
+    """Bring the tenant's derived statistics up to date now, so that a running
+    service's first quota check only adds what came since."""
+    from ironlog.engine.stats import StatsBook
+
+    book = StatsBook(il.data_dir)
+    try:
+        for info, lg in il.each_log(tenant):
+            if not isinstance(lg, IronlogError) and info.name != SYSTEM_LOG:
+                book.of(lg.store, lg.info).catch_up()
+    finally:
+        book.close()
+
+
+@tenant_group.command("usage")
+@click.argument("tenant")
+@click.option("--from", "from_", help="Since (RFC 3339, YYYY-MM-DD, 30d...); default 30 days ago.")
+@click.option("--to", help="Until (default now); whole UTC days.")
+@pass_data
+def tenant_usage(dd: DataDir, tenant: str, from_: str | None, to: str | None) -> None:
+    """TENANT's entries and stored entry bytes per UTC day and per log, and its
+    quota: the JSON of GET /v1/tenants/TENANT/usage (for billing).
+
+    \b
+    Example:
+      ironlog tenant usage acme --from 2026-11-01 --to 2026-12-01
+    """
+    import json
+
+    from ironlog.core.entry import now_us
+    from ironlog.core.timeparse import parse_time
+    from ironlog.engine.quotas import DAY_US, read_quota, usage_by_day
+    from ironlog.engine.stats import StatsBook
+    from ironlog.errors import InvalidRequestError
+
+    il = dd.open()  # the derived statistics are brought up to date
+    il.tenant(tenant)
+    now = now_us()
+    end = parse_time(to, now) if to else now
+    start = parse_time(from_, now) if from_ else end - 30 * DAY_US
+    if start >= end:
+        raise InvalidRequestError("--from must be before --to")
+    book = StatsBook(il.data_dir)
+    try:
+        days = usage_by_day(il, book, tenant, start // DAY_US, -(-end // DAY_US))
+    finally:
+        book.close()
+    quota = read_quota(il.control, tenant).to_json()
+    click.echo(json.dumps({"tenant": tenant, "days": days, "quota": quota}, indent=1))

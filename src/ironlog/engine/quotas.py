@@ -20,13 +20,20 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ironlog.core.entry import now_us
 from ironlog.core.numparse import MAX_INT
 from ironlog.engine.instance import HOST, SYSTEM_LOG, Ironlog
-from ironlog.engine.stats import DAY_MINUTES, MINUTE_US, StatsBook
+from ironlog.engine.stats import (
+    DAY_MINUTES,
+    MAX_RANGE_MINUTES,
+    MINUTE_US,
+    StatsBook,
+    merge_days,
+)
 from ironlog.errors import (
     InvalidRequestError,
     IronlogError,
@@ -41,6 +48,7 @@ SETTING = "quota"  # control.db setting "quota:TENANT" -> JSON
 QUOTA_SECONDS = 2.0  # a quota set by another process applies within this time
 USAGE_SECONDS = 1.0  # other processes' appends are counted within this time
 DAY_US = DAY_MINUTES * MINUTE_US
+MAX_USAGE_DAYS = MAX_RANGE_MINUTES // DAY_MINUTES
 # A tenant's logs (not its system log) as (store, info).
 TenantLogs = Callable[[str], Iterable[tuple[LogStore, LogInfo]]]
 
@@ -172,3 +180,30 @@ class QuotaGuard:
         u = self._usage[info.tenant]
         u.entries += entries
         u.bytes += nbytes
+
+
+def tenant_logs(il: Ironlog, tenant: str) -> Iterator[tuple[LogStore, LogInfo]]:
+    """The tenant's logs that can be opened, but its system log."""
+    for info, lg in il.each_log(tenant):
+        if info.name != SYSTEM_LOG and not isinstance(lg, IronlogError):
+            yield lg.store, lg.info
+
+
+def usage_by_day(
+    il: Ironlog, book: StatsBook, tenant: str, first_day: int, end_day: int
+) -> list[dict[str, Any]]:
+    """What ``GET /v1/tenants/T/usage`` lists as ``days`` (and ``ironlog tenant
+    usage`` prints): per UTC day in [first, end) with entries, per log."""
+    if end_day - first_day > MAX_USAGE_DAYS:
+        raise InvalidRequestError(f"the range is at most {MAX_USAGE_DAYS} days")
+    per_log = [(info.name, book.of(store, info).days(first_day, end_day))
+               for store, info in tenant_logs(il, tenant)]  # fmt: skip
+    return [
+        {
+            "day": time.strftime("%Y-%m-%d", time.gmtime(day * 86400)),
+            "logs": {n: {"entries": e, "bytes": b} for n, (e, b) in sorted(logs.items())},
+            "entries": sum(e for e, _ in logs.values()),
+            "bytes": sum(b for _, b in logs.values()),
+        }
+        for day, logs in merge_days(per_log)
+    ]

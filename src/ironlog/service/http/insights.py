@@ -24,15 +24,22 @@ from prometheus_client import CollectorRegistry
 from ironlog.core.entry import now_us
 from ironlog.core.timeparse import parse_time
 from ironlog.engine.api_keys import actor
-from ironlog.engine.instance import SYSTEM_LOG, Ironlog
-from ironlog.engine.quotas import DAY_US, Quota, QuotaGuard, read_quota, set_tenant_quota
+from ironlog.engine.instance import Ironlog
+from ironlog.engine.quotas import (
+    DAY_US,
+    Quota,
+    QuotaGuard,
+    read_quota,
+    set_tenant_quota,
+    tenant_logs,
+    usage_by_day,
+)
 from ironlog.engine.stats import (
     DAY_MINUTES,
     MAX_RANGE_MINUTES,
     StatsBook,
-    merge_days,
 )
-from ironlog.errors import InvalidRequestError, IronlogError
+from ironlog.errors import InvalidRequestError
 from ironlog.service.http.codec import parse_body
 from ironlog.service.http.deps import principal, resolve_log
 from ironlog.service.http.tenant_metrics import DEFAULT_MAX_TENANTS, TenantMetrics
@@ -58,9 +65,7 @@ class Insights:
         il.commit_observers.append(self.tenant_metrics.observe_commit)
 
     def _tenant_logs(self, tenant: str) -> Iterator[tuple[LogStore, LogInfo]]:
-        for info, lg in self.il.each_log(tenant):
-            if info.name != SYSTEM_LOG and not isinstance(lg, IronlogError):
-                yield lg.store, lg.info
+        return tenant_logs(self.il, tenant)
 
     def close(self) -> None:
         self.book.close()
@@ -181,22 +186,8 @@ def tenant_usage(
     ins = insights(request)
     ins.il.tenant(tenant)  # 404 for an unknown tenant
     from_us, to_us = _range(from_, to, DEFAULT_USAGE_DAYS * DAY_US)
-    first, end = from_us // DAY_US, -(-to_us // DAY_US)
-    if end - first > MAX_USAGE_DAYS:
-        raise InvalidRequestError(f"the range is at most {MAX_USAGE_DAYS} days")
-    per_log = [
-        (info.name, ins.book.of(store, info).days(first, end))
-        for store, info in ins._tenant_logs(tenant)
-    ]
-    days = [
-        UsageDay(
-            day=time.strftime("%Y-%m-%d", time.gmtime(day * 86400)),
-            logs={n: LogUsage(e, b) for n, (e, b) in sorted(logs.items())},
-            entries=sum(e for e, _ in logs.values()),
-            bytes=sum(b for _, b in logs.values()),
-        )
-        for day, logs in merge_days(per_log)
-    ]
+    rows = usage_by_day(ins.il, ins.book, tenant, from_us // DAY_US, -(-to_us // DAY_US))
+    days = msgspec.convert(rows, list[UsageDay])
     return UsageOut(tenant, days, _quota(read_quota(ins.il.control, tenant)))
 
 
@@ -222,6 +213,8 @@ async def set_quota(request: Request[Any, Any, Any], tenant: str) -> QuotaOut:
     ins = insights(request)
     await anyio.to_thread.run_sync(lambda: set_tenant_quota(ins.il, tenant, quota, actor(p)))
     ins.quotas.forget(tenant)
+    # Bring the tenant's aggregates up to date here, not in its next append.
+    await anyio.to_thread.run_sync(ins.quotas.usage, tenant)
     return _quota(quota)
 
 
