@@ -19,7 +19,12 @@ Cardinality is bounded: a value is cut to ``VALUE_CHARS`` characters, and a
 minute keeps at most ``MAX_VALUES_PER_MINUTE`` distinct values per dimension
 (the first ones seen); entries with more values are counted under "other".
 A query reports the ``top`` values over its range and folds the rest into
-"other" too.  Coarser buckets (5m, 1h, 1d, UTC-aligned) add up minute rows.
+"other" too.  Coarser buckets (5m, 1h, 1d, UTC-aligned) add up minute rows
+(whole hours are also kept per hour, capped at ``MAX_VALUES_PER_HOUR``: the
+ranking of a wide range and buckets of an hour or more read those).
+
+(Over 400 lines: the file's schema, its writing and its reading belong
+together; what uses it, quotas and usage, is in :mod:`ironlog.engine.quotas`.)
 """
 
 from __future__ import annotations
