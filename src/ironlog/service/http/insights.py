@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -34,20 +33,14 @@ from ironlog.engine.quotas import (
     tenant_logs,
     usage_by_day,
 )
-from ironlog.engine.stats import (
-    DAY_MINUTES,
-    MAX_RANGE_MINUTES,
-    StatsBook,
-)
+from ironlog.engine.stats import StatsBook
 from ironlog.errors import InvalidRequestError
 from ironlog.service.http.codec import parse_body
 from ironlog.service.http.deps import principal, resolve_log
 from ironlog.service.http.tenant_metrics import DEFAULT_MAX_TENANTS, TenantMetrics
-from ironlog.store.base import LogInfo, LogStore
 
 DEFAULT_RANGE_US = 24 * 3600 * 1_000_000
 DEFAULT_USAGE_DAYS = 30
-MAX_USAGE_DAYS = MAX_RANGE_MINUTES // DAY_MINUTES
 
 
 class Insights:
@@ -56,16 +49,13 @@ class Insights:
     def __init__(self, il: Ironlog, registry: CollectorRegistry) -> None:
         self.il = il
         self.book = StatsBook(il.data_dir)
-        self.quotas = QuotaGuard(il.control, self.book, self._tenant_logs)
+        self.quotas = QuotaGuard(il.control, self.book, lambda t: tenant_logs(il, t))
         max_tenants = os.environ.get("IRONLOG_METRICS_TENANTS", "")
         self.tenant_metrics = TenantMetrics(
             registry, il.control, int(max_tenants) if max_tenants.isdigit() else DEFAULT_MAX_TENANTS
         )
         il.append_checks.append(self.quotas.check)
         il.commit_observers.append(self.tenant_metrics.observe_commit)
-
-    def _tenant_logs(self, tenant: str) -> Iterator[tuple[LogStore, LogInfo]]:
-        return tenant_logs(self.il, tenant)
 
     def close(self) -> None:
         self.book.close()
