@@ -482,6 +482,10 @@ PARITY: dict[str, list[str] | None] = {
     "POST /v1/integrity/{t}/{l}/release": ["log release"],
     "POST /v1/integrity/{t}/{l}/delete": ["log delete"],
     "GET /metrics": None,  # for Prometheus
+    "GET /v1/logs/{t}/{l}/stats?from&to&bucket&group_by&top": None,  # for the console
+    "GET /v1/tenants/{t}/usage?from&to": ["tenant usage"],
+    "GET /v1/tenants/{t}/quota": ["tenant quota"],
+    "GET /v1/logs/{t}/{l}/evidence?index=N[&index=M…]&from&to": ["evidence export"],
     "POST /v1/logs": None,  # OTLP, for OpenTelemetry exporters
     "GET /v1/whoami": None,  # for the web console (the CLI knows its key)
     "GET /ui": None,  # the web console itself

@@ -13,6 +13,8 @@
     ├── AuthenticationError           no API key, or one that is unknown, revoked or expired
     ├── PermissionDeniedError         a valid key without the scope (or the log) the request needs
     ├── RateLimitedError              too many requests for a key (carries retry_after)
+    │   └── QuotaExceededError        the tenant's entries/day quota is used up (till 00:00 UTC)
+    ├── StorageQuotaExceededError     the tenant's bytes quota is used up
     ├── NotFoundError                 unknown tenant, log, index, tile
     ├── ConflictError                 the thing already exists
     ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
@@ -87,6 +89,14 @@ class RateLimitedError(IronlogError):
         self.retry_after = retry_after
 
 
+class QuotaExceededError(RateLimitedError):
+    code = "quota_exceeded"
+
+
+class StorageQuotaExceededError(IronlogError):
+    code = "storage_quota_exceeded"
+
+
 class NotFoundError(IronlogError):
     code = "not_found"
 
@@ -128,7 +138,8 @@ HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (InvalidRequestError, 400),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
-    (RateLimitedError, 429),
+    (RateLimitedError, 429),  # QuotaExceededError too
+    (StorageQuotaExceededError, 507),
     (NotFoundError, 404),
     (ConflictError, 409),
     (UnreachableError, 503),

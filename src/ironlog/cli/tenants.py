@@ -7,6 +7,7 @@ import os
 import click
 
 from ironlog.cli.base import DataDir, pass_data
+from ironlog.engine.instance import SYSTEM_LOG, Ironlog
 from ironlog.errors import IronlogError
 
 
@@ -205,3 +206,114 @@ def tenant_operator_lock(dd: DataDir, tenant: str, unlock: bool, url: str | None
                 msg = f"HTTP {r.status_code}"
             raise click.ClickException(msg)
     click.echo(f"operator {'unlocked' if unlock else 'locked out'} for tenant {tenant}")
+
+
+def _limit(text: str | None, option: str) -> int | None:
+    """A quota limit: a whole number, or ``none`` to lift it."""
+    from ironlog.core.numparse import parse_int
+
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        return parse_int(text.strip(), option)
+    except IronlogError as e:
+        raise click.BadParameter(str(e), param_hint=option) from e
+
+
+@tenant_group.command("quota")
+@click.argument("tenant")
+@click.option(
+    "--entries-per-day",
+    metavar="N|none",
+    help="Entries the tenant may append per UTC day (then 429); none: no limit.",
+)
+@click.option(
+    "--bytes",
+    "bytes_",
+    metavar="N|none",
+    help="Bytes of entries the tenant may store (then 507); none: no limit.",
+)
+@pass_data
+def tenant_quota(dd: DataDir, tenant: str, entries_per_day: str | None, bytes_: str | None) -> None:
+    """Show TENANT's quota, or set it: appends over it are refused whole (a running
+    service applies it within two seconds).  A limit not given is kept.  Recorded in
+    the tenant's system log.
+
+    \b
+    Example:
+      ironlog tenant quota acme --entries-per-day 1000000 --bytes 10000000000
+      ironlog tenant quota acme --bytes none
+    """
+    from ironlog.engine.quotas import Quota, read_quota, set_tenant_quota
+
+    if entries_per_day is None and bytes_ is None:
+        il = dd.open(read_only=True)
+        il.tenant(tenant)
+        q = read_quota(il.control, tenant)
+    else:
+        il = dd.open()
+        il.tenant(tenant)
+        old = read_quota(il.control, tenant)
+        q = Quota(
+            _limit(entries_per_day, "--entries-per-day")
+            if entries_per_day is not None
+            else old.entries_per_day,
+            _limit(bytes_, "--bytes") if bytes_ is not None else old.bytes,
+        )
+        set_tenant_quota(il, tenant, q)
+        _catch_up_stats(il, tenant)
+    shown = {k: "none" if v is None else str(v) for k, v in q.to_json().items()}
+    click.echo(
+        f"tenant {tenant}: entries per day {shown['entries_per_day']}, bytes {shown['bytes']}"
+    )
+
+
+def _catch_up_stats(il: Ironlog, tenant: str) -> None:
+    """Bring the tenant's derived statistics up to date now, so that a running
+    service's first quota check only adds what came since."""
+    from ironlog.engine.stats import StatsBook
+
+    book = StatsBook(il.data_dir)
+    try:
+        for info, lg in il.each_log(tenant):
+            if not isinstance(lg, IronlogError) and info.name != SYSTEM_LOG:
+                book.of(lg.store, lg.info).catch_up()
+    finally:
+        book.close()
+
+
+@tenant_group.command("usage")
+@click.argument("tenant")
+@click.option("--from", "from_", help="Since (RFC 3339, YYYY-MM-DD, 30d...); default 30 days ago.")
+@click.option("--to", help="Until (default now); whole UTC days.")
+@pass_data
+def tenant_usage(dd: DataDir, tenant: str, from_: str | None, to: str | None) -> None:
+    """TENANT's entries and stored entry bytes per UTC day and per log, and its
+    quota: the JSON of GET /v1/tenants/TENANT/usage (for billing).
+
+    \b
+    Example:
+      ironlog tenant usage acme --from 2026-11-01 --to 2026-12-01
+    """
+    import json
+
+    from ironlog.core.entry import now_us
+    from ironlog.core.timeparse import parse_time
+    from ironlog.engine.quotas import DAY_US, read_quota, usage_by_day
+    from ironlog.engine.stats import StatsBook
+    from ironlog.errors import InvalidRequestError
+
+    il = dd.open()  # the derived statistics are brought up to date
+    il.tenant(tenant)
+    now = now_us()
+    end = parse_time(to, now) if to else now
+    start = parse_time(from_, now) if from_ else end - 30 * DAY_US
+    if start >= end:
+        raise InvalidRequestError("--from must be before --to")
+    book = StatsBook(il.data_dir)
+    try:
+        days = usage_by_day(il, book, tenant, start // DAY_US, -(-end // DAY_US))
+    finally:
+        book.close()
+    quota = read_quota(il.control, tenant).to_json()
+    click.echo(json.dumps({"tenant": tenant, "days": days, "quota": quota}, indent=1))

@@ -1,5 +1,5 @@
 """Times on the command line and in queries: relative (``30m``, ``1h``, ``2d``,
-``1w``) meaning that long ago, or absolute (RFC 3339, or ``YYYY-MM-DD`` at
+``1w``, also written ``-1h``) meaning that long ago, or absolute (RFC 3339, or ``YYYY-MM-DD`` at
 00:00 UTC).  Pure."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from ironlog.core.numparse import parse_int
 from ironlog.errors import InvalidRequestError
 
-_REL = re.compile(r"^(\d+)([smhdw])$")
+_REL = re.compile(r"^-?(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_AGE_S = 10_000 * 365 * 86400  # relative times reach back at most 10,000 years
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,41 @@ def export_evidence(
     since_us: int | None = None,
     until_us: int | None = None,
 ) -> dict[str, Any]:
+    """The bundle, with its entries read."""
+    bundle = evidence_bundle(il, tenant, name, indexes, since_us, until_us)
+    bundle["entries"] = list(bundle["entries"])
+    return bundle
+
+
+class _Entries(list[dict[str, Any]]):
+    """The bundle's entries, each read (and proved) only when encoded: a list
+    to ``json`` (whose encoder walks it with ``for``), of a known length."""
+
+    def __init__(self, count: int, items: Callable[[], Iterator[dict[str, Any]]]) -> None:
+        super().__init__()
+        self._count = count
+        self._items = items
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._items()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+
+def evidence_bundle(
+    il: Ironlog,
+    tenant: str,
+    name: str,
+    indexes: Sequence[int] = (),
+    since_us: int | None = None,
+    until_us: int | None = None,
+) -> dict[str, Any]:
+    """The bundle, everything checked and chosen; its ``entries`` are read
+    while it is encoded (:func:`bundle_chunks`), so a large one is streamed."""
     lg = il.log(tenant, name)
     head = lg.head().size
     chosen = set(indexes)
@@ -34,7 +69,9 @@ def export_evidence(
         q = Query(since_us=since_us, until_us=until_us, from_index=0, limit=MAX_ENTRIES + 1)
         chosen.update(i for i, _ in lg.query(q))
     if not chosen:
-        raise InvalidRequestError("no entries selected: give --index N or --from/--to")
+        raise InvalidRequestError(
+            "no entries selected: give an index (--index N) or a time range (--from/--to)"
+        )
     if len(chosen) > MAX_ENTRIES:
         raise InvalidRequestError(f"at most {MAX_ENTRIES} entries per bundle")
     bad = [i for i in chosen if not 0 <= i < head]
@@ -49,14 +86,16 @@ def export_evidence(
         raise NotFoundError(f"entry {max(chosen)} is not covered by a signed checkpoint yet")
     size, checkpoint = witnessed if witnessed is not None else signed
     latest = signed[0]
-    entries = [
-        {
-            "index": i,
-            "entry": lg.entry(i).decode(),
-            "inclusion_proof": [b64encode(h) for h in lg.inclusion_proof(i, size)],
-        }
-        for i in sorted(chosen)
-    ]
+    order = sorted(chosen)
+
+    def entries() -> Iterator[dict[str, Any]]:
+        for i in order:
+            yield {
+                "index": i,
+                "entry": lg.entry(i).decode(),
+                "inclusion_proof": [b64encode(h) for h in lg.inclusion_proof(i, size)],
+            }
+
     out: dict[str, Any] = {
         "format": FORMAT,
         "log": f"{tenant}/{name}",
@@ -65,7 +104,7 @@ def export_evidence(
         "exported_at": format_time(now_us()),
         "checkpoint": checkpoint,
         "witnessed": witnessed is not None,
-        "entries": entries,
+        "entries": _Entries(len(order), entries),
         "latest_checkpoint": lg.checkpoint(latest),
         "consistency_proof": [
             b64encode(h) for h in (lg.consistency_proof(size, latest) if 0 < size < latest else [])
@@ -76,6 +115,21 @@ def export_evidence(
         out["policy"] = policy.group.to_json()
         out["quorum"] = policy.group.quorum
     return out
+
+
+def bundle_chunks(bundle: dict[str, Any], chunk: int = 1 << 16) -> Iterator[bytes]:
+    """The bundle as ``write_bundle`` writes it, byte for byte, in chunks of
+    about ``chunk`` bytes (its entries read as they are encoded)."""
+    buf: list[str] = []
+    held = 0
+    for part in json.JSONEncoder(indent=1).iterencode(bundle):
+        buf.append(part)
+        held += len(part)
+        if held >= chunk:
+            yield "".join(buf).encode()
+            buf, held = [], 0
+    buf.append("\n")
+    yield "".join(buf).encode()
 
 
 def write_bundle(bundle: dict[str, Any], path: Path) -> None:

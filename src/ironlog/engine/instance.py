@@ -82,6 +82,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         self._lock = threading.Lock()
         # Added to every log opened from here (metrics, for instance).
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
+        self.append_checks: list[Callable[[LogInfo, int, int], None]] = []  # quotas
 
     @property
     def master(self) -> MasterKey:
@@ -269,6 +270,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
             )
             lg.service_only = name == SYSTEM_LOG
             lg.commit_observers.extend(self.commit_observers)
+            lg.append_checks.extend(self.append_checks)
             self._logs[key] = lg
             return lg
 

@@ -88,6 +88,8 @@ class Log(LogReader):
         self.service_only = False  # a tenant's system log: no door may append to it
         # observer(info, entries, bytes, seconds) after every committed batch
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
+        # check(info, entries, bytes) before any append but the service's (quotas)
+        self.append_checks: list[Callable[[LogInfo, int, int], None]] = []
         try:
             self.check_head()
         except IntegrityError as e:
@@ -223,6 +225,8 @@ class Log(LogReader):
         check_key(idempotency_key)
         if service:
             self.check_writable()
+        for check in self.append_checks:  # raises to refuse the whole request
+            check(self.info, len(entries), sum(len(e.data) for e in entries))
 
     def _queue(
         self,

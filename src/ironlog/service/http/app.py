@@ -57,6 +57,8 @@ from ironlog.service.http.codec import (
     signing_key_json,
 )
 from ironlog.service.http.deps import State, check_query, limits, principal, resolve_log, state
+from ironlog.service.http.evidence import EVIDENCE_HANDLERS
+from ironlog.service.http.insights import INSIGHTS_HANDLERS, Insights
 from ironlog.service.http.metrics import Metrics
 from ironlog.service.http.otlp import otlp_logs
 from ironlog.service.http.ratelimit import RateLimiter
@@ -85,7 +87,7 @@ def _on_ironlog_error(request: Request[Any, Any, Any], exc: IronlogError) -> Res
     state(request).metrics.errors.labels(exc.code).inc()
     if isinstance(exc, RateLimitedError):
         return _error(status, exc.code, str(exc), {"Retry-After": str(exc.retry_after)})
-    if status >= 500 and status != 503:
+    if status >= 500 and status not in (503, 507):  # 507: a tenant's bytes quota
         log.error("server error: %s", exc)
         return _error(status, exc.code, "internal error")
     return _error(status, exc.code, str(exc))
@@ -686,6 +688,7 @@ def create_app(
     checker = IntegrityChecker(il, verify_interval, full_verify_interval)
     meters = Metrics()
     il.commit_observers.append(meters.observe_commit)
+    insights = Insights(il, meters.registry)  # stats, quotas, per-tenant counters
 
     limits = limits or Limits()
     running = Listeners(limits)
@@ -702,6 +705,7 @@ def create_app(
         await running.stop()
         witnessing.stop()
         checker.stop()
+        insights.close()
         il.close()
 
     app = Litestar(
@@ -739,6 +743,8 @@ def create_app(
             metrics,
             otlp_logs,
             *READ_HANDLERS,
+            *INSIGHTS_HANDLERS,
+            *EVIDENCE_HANDLERS,
             console_router(),
         ],
         before_request=check_query,
@@ -756,6 +762,7 @@ def create_app(
     app.state.ironlog = State(il, checker, meters, RateLimiter(rate_limit, rate_burst))
     app.state.ironlog.outbound = outbound
     app.state.limits = limits
+    app.state.insights = insights
     return app
 
 

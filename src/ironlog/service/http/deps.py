@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from litestar import Request
 
@@ -88,7 +88,12 @@ def _query_spec(request: Request[Any, Any, Any]) -> dict[str, type]:
         if name in _NOT_QUERY:
             continue
         kinds = get_args(field.annotation) or (field.annotation,)
-        spec[name] = next((k for k in (bool, int, float) if k in kinds), str)
+        # Parameter(query="from") names it in the query; list[int] may repeat.
+        key = getattr(field.kwarg_definition, "query", None) or name
+        if any(get_origin(k) is list for k in kinds):
+            spec[key] = list
+            continue
+        spec[key] = next((k for k in (bool, int, float) if k in kinds), str)
     _SPECS[id(handler)] = (handler, spec)
     return spec
 
@@ -110,10 +115,10 @@ async def check_query(request: Request[Any, Any, Any]) -> None:
             raise InvalidRequestError(
                 f"unknown query parameter {key[:40]!r} (this endpoint takes: {known})"
             )
-        if key in seen:
+        if key in seen and kind is not list:
             raise InvalidRequestError(f"query parameter {key!r} is given more than once")
         seen.add(key)
-        if kind is int:
+        if kind is int or kind is list:  # (the only lists taken are of integers)
             parse_int(value, key)
         elif kind is float:
             parse_float(value, key, 0, MAX_QUERY_FLOAT)
