@@ -26,7 +26,7 @@ from typing import Any
 
 from ironlog.core.entry import now_us
 from ironlog.core.numparse import MAX_INT
-from ironlog.engine.instance import HOST, SYSTEM_LOG, Ironlog
+from ironlog.engine.instance import SYSTEM_LOG, Ironlog
 from ironlog.engine.stats import (
     DAY_MINUTES,
     MAX_RANGE_MINUTES,
@@ -34,6 +34,7 @@ from ironlog.engine.stats import (
     StatsBook,
     merge_days,
 )
+from ironlog.engine.system_log import HOST
 from ironlog.errors import (
     InvalidRequestError,
     IronlogError,
