@@ -155,7 +155,7 @@ def log_witnesses(
     allowed witnesses (tenant witnessing), and each URL must resolve to a public
     address or one in IRONLOG_WITNESS_ALLOW (as for serve --witness-allow)."""
     from ironlog.core.policy import parse_policy
-    from ironlog.service.outbound import OutboundPolicy
+    from ironlog.service.config import ServeConfig
 
     tenant, name = path
     ws = []
@@ -175,6 +175,7 @@ def log_witnesses(
     elif quorum is not None:
         raw["policy"] = {"quorum": quorum, "members": [w["vkey"].split("+")[0] for w in ws]}
     policy = parse_policy(raw)
-    check = OutboundPolicy.from_env().check  # as the service will check them
+    allow = ServeConfig.from_env(settings=("witness_allow",))
+    check = allow.outbound().check  # as the service will check them
     dd.open().set_witnesses(tenant, name, policy, check_url=check)
     click.echo(json.dumps(policy.to_json(), indent=1))

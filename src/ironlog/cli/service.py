@@ -72,7 +72,8 @@ def serve(
     """Run the HTTP API (initialises the data directory on first start).
 
     The address is bound first: if it is taken, nothing is created or printed."""
-    from ironlog.service.server import ServeConfig, bind_http, first_start, run
+    from ironlog.service.config import ServeConfig
+    from ironlog.service.server import bind_http, first_start, run
 
     data: Path = dd.path
     cfg = ServeConfig.load(config)

@@ -58,7 +58,8 @@ def witness_keygen(name: str, output: Path | None) -> None:
 )
 def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str, port: int) -> None:
     """Serve POST /add-checkpoint and GET /checkpoint/<origin>."""
-    from ironlog.service.server import ServeConfig, bind_http
+    from ironlog.service.config import ServeConfig
+    from ironlog.service.server import bind_http
     from ironlog.tools.witness_server import load_key, parse_log, serve
 
     key = load_key(key_file)
