@@ -1,10 +1,13 @@
 """Who may call what: the Litestar guards of the routes, and the ``Log`` they open.
 
-A route names its guard (``guards=[...]`` on its router or its handler).  A
-guard authenticates the caller (once per request: ``deps.principal``), checks
-its scope against the tenant (and log) in the path and raises the ironlog
-error that says why not, before the request's body is read or anything
-parsed; ``deps.check_query``, the app's own guard, runs before all of them.
+Each route names its guard on its handler (``guards=[...]``; not on a router:
+Litestar 2 gives a router's guards to the OPTIONS handler it makes for a
+path, which answers without a key).  A guard authenticates the caller (once
+per request: ``deps.principal``), checks its scope against the tenant (and
+log) in the path and raises the ironlog error that says why not, before the
+request's body is read; ``deps.check_query``, the app's own guard, runs
+before all of them.  ``tests/test_routes.py`` checks that every route in the
+OpenAPI document but health refuses a caller without a valid key.
 
 A handler that takes ``lg: Log`` gets it from :func:`provide_log`, which opens
 only a log that the route's guard let through (``log_guard``, ``public_or_read``):
@@ -19,16 +22,14 @@ in a thread).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from litestar import Request
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
 
 from ironlog.engine.api_keys import Principal
 from ironlog.engine.log import Log
 from ironlog.errors import PermissionDeniedError
-from ironlog.service.http.deps import Connection, principal, state
+from ironlog.service.http.deps import AnyRequest, Connection, principal, state
 
 _LOG = "ironlog.log"  # the (tenant, log) a guard let this request use (Request.state)
 
@@ -110,7 +111,7 @@ def public_or_read(connection: Connection, _: BaseRouteHandler) -> None:
     _allow_log(connection, None if info is not None and info.public else "read")
 
 
-async def provide_log(request: Request[Any, Any, Any], tenant: str, name: str) -> Log:
+async def provide_log(request: AnyRequest, tenant: str, name: str) -> Log:
     """The log of the path, opened (404 unknown, 503 quarantined), for a
     request its route's guard let through."""
     if request.state.get(_LOG) != (tenant, name):
@@ -118,7 +119,7 @@ async def provide_log(request: Request[Any, Any, Any], tenant: str, name: str) -
     return state(request).il.log(tenant, name)
 
 
-async def provide_caller(request: Request[Any, Any, Any]) -> Principal:
+async def provide_caller(request: AnyRequest) -> Principal:
     """The caller's key (the one its route's guard checked)."""
     return principal(request)
 

@@ -6,11 +6,12 @@ checkpoint-signing keys.  Each route's guard says who may call it
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 import msgspec
-from litestar import Request, Response, Router, delete, get, post, put
+from litestar import Response, Router, delete, get, post, put
 
 from ironlog.core.policy import parse_policy
 from ironlog.engine.api_keys import Principal, actor, parse_scopes
@@ -25,7 +26,7 @@ from ironlog.service.http.access import (
     tenant_reader,
 )
 from ironlog.service.http.codec import json_response, key_json, parse_body, signing_key_json
-from ironlog.service.http.deps import state
+from ironlog.service.http.deps import AnyRequest, state
 from ironlog.store.base import Durability, LogInfo, parse_indexes
 
 
@@ -66,8 +67,8 @@ class LockedIn(msgspec.Struct, forbid_unknown_fields=True):
 # --- tenants (the operator) -----------------------------------------------------
 
 
-@post("/v1/tenants", guards=[operator])
-async def create_tenant(request: Request[Any, Any, Any], caller: Principal) -> Response[bytes]:
+@post("/", guards=[operator])
+async def create_tenant(request: AnyRequest, caller: Principal) -> Response[bytes]:
     data = parse_body(await request.body(), TenantIn)
     rec = await anyio.to_thread.run_sync(
         lambda: state(request).il.create_tenant(data.name, actor(caller))
@@ -75,8 +76,8 @@ async def create_tenant(request: Request[Any, Any, Any], caller: Principal) -> R
     return json_response({"name": rec.name, "created_us": rec.created_us}, 201)
 
 
-@get("/v1/tenants", sync_to_thread=True, guards=[operator])
-def list_tenants(request: Request[Any, Any, Any]) -> Response[bytes]:
+@get("/", sync_to_thread=True, guards=[operator])
+def list_tenants(request: AnyRequest) -> Response[bytes]:
     il = state(request).il
     return json_response(
         {
@@ -93,56 +94,48 @@ def list_tenants(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
-@post("/v1/tenants/{tenant:str}/disable", sync_to_thread=True, guards=[operator])
-def disable_tenant(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+@post("/{tenant:str}/disable", sync_to_thread=True, guards=[operator])
+def disable_tenant(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     state(request).il.set_tenant_disabled(tenant, True, actor(caller))
     state(request).keys.forget()
     return json_response({"name": tenant, "disabled": True})
 
 
-@post("/v1/tenants/{tenant:str}/enable", sync_to_thread=True, guards=[operator])
-def enable_tenant(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+@post("/{tenant:str}/enable", sync_to_thread=True, guards=[operator])
+def enable_tenant(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     state(request).il.set_tenant_disabled(tenant, False, actor(caller))
     return json_response({"name": tenant, "disabled": False})
 
 
-@post("/v1/tenants/{tenant:str}/witnessing", guards=[operator])
-async def set_witnessing(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+async def _set_flag(
+    setter: Callable[[str, bool, str], object], tenant: str, value: bool, caller: Principal
+) -> None:
+    """Set one of a tenant's flags (in a thread: it writes the control store
+    and the tenant's system log)."""
+    await anyio.to_thread.run_sync(setter, tenant, value, actor(caller))
+
+
+@post("/{tenant:str}/witnessing", guards=[operator])
+async def set_witnessing(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     """The operator allows a tenant's logs to have witnesses (off by default)."""
-    data = parse_body(await request.body(), EnabledIn)
-    il = state(request).il
-    await anyio.to_thread.run_sync(
-        lambda: il.set_witnessing_allowed(tenant, data.enabled, actor(caller))
-    )
-    return json_response({"name": tenant, "witnessing": data.enabled})
+    on = parse_body(await request.body(), EnabledIn).enabled
+    await _set_flag(state(request).il.set_witnessing_allowed, tenant, on, caller)
+    return json_response({"name": tenant, "witnessing": on})
 
 
-@post("/v1/tenants/{tenant:str}/operator-lock", guards=[tenant_owner])
-async def set_operator_lock(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+@post("/{tenant:str}/operator-lock", guards=[tenant_owner])
+async def set_operator_lock(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     """The tenant's admin locks the operator out of creating its keys (or lifts that)."""
-    data = parse_body(await request.body(), LockedIn)
-    il = state(request).il
-    await anyio.to_thread.run_sync(
-        lambda: il.set_operator_locked(tenant, data.locked, actor(caller))
-    )
-    return json_response({"name": tenant, "operator_locked": data.locked})
+    locked = parse_body(await request.body(), LockedIn).locked
+    await _set_flag(state(request).il.set_operator_locked, tenant, locked, caller)
+    return json_response({"name": tenant, "operator_locked": locked})
 
 
 # --- logs -------------------------------------------------------------------------
 
 
-@post("/v1/tenants/{tenant:str}/logs", guards=[tenant_admin])
-async def create_log(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+@post("/{tenant:str}/logs", guards=[tenant_admin])
+async def create_log(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     data = parse_body(await request.body(), LogIn)
     if data.public:  # what is public, the tenant decides
         require_owner(caller, tenant)
@@ -156,9 +149,9 @@ async def create_log(
     return json_response(il.describe_log(il.log(tenant, data.name), witnesses=False), 201)
 
 
-@post("/v1/tenants/{tenant:str}/logs/{name:str}/public", guards=[tenant_owner])
+@post("/{tenant:str}/logs/{name:str}/public", guards=[tenant_owner])
 async def set_public(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, name: str
+    request: AnyRequest, caller: Principal, tenant: str, name: str
 ) -> Response[bytes]:
     data = parse_body(await request.body(), PublicIn)
     il = state(request).il
@@ -168,8 +161,8 @@ async def set_public(
     return json_response({"log": f"{tenant}/{name}", "public": data.public})
 
 
-@get("/v1/tenants/{tenant:str}/logs", sync_to_thread=True, guards=[tenant_reader])
-def list_logs(request: Request[Any, Any, Any], caller: Principal, tenant: str) -> Response[bytes]:
+@get("/{tenant:str}/logs", sync_to_thread=True, guards=[tenant_reader])
+def list_logs(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     il = state(request).il
     il.tenant(tenant)
     rows = il.each_log(tenant, quarantined=True)
@@ -197,9 +190,9 @@ def _listed(il: Ironlog, info: LogInfo, lg: Log | IronlogError) -> dict[str, Any
     return out
 
 
-@put("/v1/tenants/{tenant:str}/logs/{name:str}/witnesses", guards=[tenant_owner])
+@put("/{tenant:str}/logs/{name:str}/witnesses", guards=[tenant_owner])
 async def set_witnesses(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, name: str
+    request: AnyRequest, caller: Principal, tenant: str, name: str
 ) -> Response[bytes]:
     """Witnesses (url, cosignature/v1 vkey) and policy (k of n, nested groups).
     Only the tenant's admin, for a tenant the operator allowed witnesses; each
@@ -222,10 +215,8 @@ async def set_witnesses(
 # --- API keys and signing keys ------------------------------------------------------
 
 
-@post("/v1/tenants/{tenant:str}/keys", guards=[tenant_admin])
-async def create_key(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+@post("/{tenant:str}/keys", guards=[tenant_admin])
+async def create_key(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     data = parse_body(await request.body(), KeyIn)
     scopes = parse_scopes(data.scopes)
     secret, rec = await anyio.to_thread.run_sync(
@@ -236,16 +227,16 @@ async def create_key(
     return json_response({"key": secret, **key_json(rec)}, 201)
 
 
-@get("/v1/tenants/{tenant:str}/keys", sync_to_thread=True, guards=[tenant_admin])
-def list_keys(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+@get("/{tenant:str}/keys", sync_to_thread=True, guards=[tenant_admin])
+def list_keys(request: AnyRequest, tenant: str) -> Response[bytes]:
     st = state(request)
     st.il.tenant(tenant)
     return json_response({"keys": [key_json(k) for k in st.keys.list(tenant)]})
 
 
-@post("/v1/tenants/{tenant:str}/keys/{key_id:str}/rotate", guards=[tenant_admin])
+@post("/{tenant:str}/keys/{key_id:str}/rotate", guards=[tenant_admin])
 async def rotate_key(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, key_id: str
+    request: AnyRequest, caller: Principal, tenant: str, key_id: str
 ) -> Response[bytes]:
     data = parse_body(await request.body() or b"{}", RotateIn)
     secret, rec = await anyio.to_thread.run_sync(
@@ -255,49 +246,38 @@ async def rotate_key(
 
 
 @delete(
-    "/v1/tenants/{tenant:str}/keys/{key_id:str}",
-    sync_to_thread=True,
-    status_code=200,
-    guards=[tenant_admin],
+    "/{tenant:str}/keys/{key_id:str}", sync_to_thread=True, status_code=200, guards=[tenant_admin]
 )
-def revoke_key(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, key_id: str
-) -> Response[bytes]:
+def revoke_key(request: AnyRequest, caller: Principal, tenant: str, key_id: str) -> Response[bytes]:
     state(request).keys.revoke(key_id, tenant, by=actor(caller))
     return json_response({"revoked": key_id})
 
 
-@get("/v1/tenants/{tenant:str}/signing-keys", sync_to_thread=True, guards=[tenant_admin])
-def list_signing_keys(request: Request[Any, Any, Any], tenant: str) -> Response[bytes]:
+@get("/{tenant:str}/signing-keys", sync_to_thread=True, guards=[tenant_admin])
+def list_signing_keys(request: AnyRequest, tenant: str) -> Response[bytes]:
     return json_response(
         {"keys": [signing_key_json(k) for k in state(request).il.signing_keys(tenant)]}
     )
 
 
-@post("/v1/tenants/{tenant:str}/signing-keys/rotate", sync_to_thread=True, guards=[tenant_admin])
-def rotate_signing_key(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str
-) -> Response[bytes]:
+@post("/{tenant:str}/signing-keys/rotate", sync_to_thread=True, guards=[tenant_admin])
+def rotate_signing_key(request: AnyRequest, caller: Principal, tenant: str) -> Response[bytes]:
     """A new in-process key; old and new both sign until the old one is retired.
     (Keys in a PKCS#11 token are added by the operator with the CLI.)"""
     rec = state(request).il.rotate_signing_key(tenant, by=actor(caller))
     return json_response(signing_key_json(rec), 201)
 
 
-@post(
-    "/v1/tenants/{tenant:str}/signing-keys/{fp:str}/retire",
-    sync_to_thread=True,
-    guards=[tenant_admin],
-)
+@post("/{tenant:str}/signing-keys/{fp:str}/retire", sync_to_thread=True, guards=[tenant_admin])
 def retire_signing_key(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, fp: str
+    request: AnyRequest, caller: Principal, tenant: str, fp: str
 ) -> Response[bytes]:
     state(request).il.retire_signing_key(tenant, fp, by=actor(caller))
     return json_response({"retired": fp})
 
 
 router = Router(
-    "/",
+    "/v1/tenants",
     route_handlers=[
         create_tenant,
         list_tenants,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 import msgspec
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import URL
 from litestar.exceptions import ValidationException
@@ -31,6 +32,7 @@ _SPECS: dict[int, tuple[object, _QuerySpec]] = {}  # handler id -> (handler, its
 _PRINCIPAL = "ironlog.principal"  # where a request keeps its caller (Request.state)
 
 Connection = ASGIConnection[Any, Any, Any, Any]
+AnyRequest = Request[Any, Any, Any]  # what the handlers take
 
 
 class State:

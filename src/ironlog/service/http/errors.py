@@ -5,15 +5,14 @@ become statuses).  Nothing internal is ever sent: a 5xx says "internal error".""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
 from ironlog.errors import IronlogError, RateLimitedError, http_status
-from ironlog.service.http.deps import state
+from ironlog.service.http.deps import AnyRequest, state
 
 log = logging.getLogger("ironlog.api")
 
@@ -25,7 +24,7 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def _on_ironlog_error(request: Request[Any, Any, Any], exc: IronlogError) -> Response[bytes]:
+def _on_ironlog_error(request: AnyRequest, exc: IronlogError) -> Response[bytes]:
     status = http_status(exc)
     state(request).metrics.errors.labels(exc.code).inc()
     if isinstance(exc, RateLimitedError):
@@ -36,7 +35,7 @@ def _on_ironlog_error(request: Request[Any, Any, Any], exc: IronlogError) -> Res
     return error_response(status, exc.code, str(exc))
 
 
-def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def _on_http_error(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
     code = {
         404: "not_found",
         405: "method_not_allowed",
@@ -48,7 +47,7 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
     return error_response(exc.status_code, code, msg, exc.headers)
 
 
-def _on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _on_unexpected(_: AnyRequest, exc: Exception) -> Response[bytes]:
     log.error("unexpected error: %s", type(exc).__name__)  # never the request body
     return error_response(500, "internal", "internal error")
 

@@ -3,18 +3,16 @@ integrity report, and the operator's clear, quarantine, release and delete)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Response, Router, get, post
 
 from ironlog.engine.api_keys import Principal, actor
 from ironlog.engine.instance import SYSTEM_LOG
 from ironlog.errors import IronlogError
 from ironlog.service.http.access import any_reader, operator
 from ironlog.service.http.codec import json_response, parse_body
-from ironlog.service.http.deps import state
+from ironlog.service.http.deps import AnyRequest, state
 from ironlog.service.http.errors import error_response
 
 # --- health -------------------------------------------------------------------
@@ -26,7 +24,7 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", sync_to_thread=True)
-def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+def readyz(request: AnyRequest) -> Response[bytes]:
     il = state(request).il
     try:
         il.control.get_setting("origin_prefix")
@@ -42,7 +40,7 @@ def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/v1/integrity", sync_to_thread=True, guards=[any_reader])
-def integrity_report(request: Request[Any, Any, Any], caller: Principal) -> Response[bytes]:
+def integrity_report(request: AnyRequest, caller: Principal) -> Response[bytes]:
     report = state(request).integrity.report(caller.tenant)
     if caller.log is not None:  # a key bound to a log sees that log only
         report = [r for r in report if r.get("log") == f"{caller.tenant}/{caller.log}"]
@@ -50,14 +48,14 @@ def integrity_report(request: Request[Any, Any, Any], caller: Principal) -> Resp
 
 
 @get("/metrics", sync_to_thread=True, guards=[operator])
-def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+def metrics(request: AnyRequest) -> Response[bytes]:
     body, ctype = state(request).metrics.render()
     return Response(body, media_type=ctype)
 
 
-@post("/v1/integrity/{tenant:str}/{name:str}/clear", sync_to_thread=True, guards=[operator])
+@post("/clear", sync_to_thread=True, guards=[operator])
 def integrity_clear(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, name: str, force: bool = False
+    request: AnyRequest, caller: Principal, tenant: str, name: str, force: bool = False
 ) -> Response[bytes]:
     st = state(request)
     st.il.log(tenant, name)  # 404 for an unknown log
@@ -74,9 +72,9 @@ class QuarantineIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
 
 
-@post("/v1/integrity/{tenant:str}/{name:str}/quarantine", guards=[operator])
+@post("/quarantine", guards=[operator])
 async def quarantine(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, name: str
+    request: AnyRequest, caller: Principal, tenant: str, name: str
 ) -> Response[bytes]:
     """Operator: take a (broken) log out of service; it refuses reads and
     writes with the reason, and the background checks skip it."""
@@ -87,25 +85,16 @@ async def quarantine(
     return json_response({"log": info.path, "quarantined": info.quarantined})
 
 
-@post("/v1/integrity/{tenant:str}/{name:str}/release", sync_to_thread=True, guards=[operator])
-def release_log(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, name: str
-) -> Response[bytes]:
+@post("/release", sync_to_thread=True, guards=[operator])
+def release_log(request: AnyRequest, caller: Principal, tenant: str, name: str) -> Response[bytes]:
     st = state(request)
     info = st.il.release_log(tenant, name, actor(caller))
     st.integrity.forget(info.path)
     return json_response({"log": info.path, "quarantined": None})
 
 
-@post(
-    "/v1/integrity/{tenant:str}/{name:str}/delete",
-    sync_to_thread=True,
-    status_code=200,
-    guards=[operator],
-)
-def delete_log(
-    request: Request[Any, Any, Any], caller: Principal, tenant: str, name: str
-) -> Response[bytes]:
+@post("/delete", sync_to_thread=True, status_code=200, guards=[operator])
+def delete_log(request: AnyRequest, caller: Principal, tenant: str, name: str) -> Response[bytes]:
     """Operator: forget a quarantined log (its files are kept under deleted/)."""
     st = state(request)
     where = st.il.delete_log(tenant, name, actor(caller))
@@ -113,16 +102,9 @@ def delete_log(
     return json_response({"log": f"{tenant}/{name}", "deleted": True, "files": where})
 
 
-router = Router(
-    "/",
-    route_handlers=[
-        healthz,
-        readyz,
-        integrity_report,
-        integrity_clear,
-        quarantine,
-        release_log,
-        delete_log,
-        metrics,
-    ],
+# The operator's acts on one log.
+one_log = Router(
+    "/v1/integrity/{tenant:str}/{name:str}",
+    route_handlers=[integrity_clear, quarantine, release_log, delete_log],
 )
+router = Router("/", route_handlers=[healthz, readyz, integrity_report, metrics, one_log])

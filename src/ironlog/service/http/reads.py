@@ -5,9 +5,8 @@ C2SP tlog-tiles under /logs/{tenant}/{log}/ (without a key for a public log)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
-from litestar import Request, Response, Router, get
+from litestar import Response, Router, get
 
 from ironlog.core.entry import now_us
 from ironlog.core.merkle import leaf_hash
@@ -19,7 +18,7 @@ from ironlog.engine.log import Log
 from ironlog.errors import FormatError, InvalidRequestError, NotFoundError
 from ironlog.service.http.access import can_read, public_or_read
 from ironlog.service.http.codec import json_response
-from ironlog.service.http.deps import state
+from ironlog.service.http.deps import AnyRequest, state
 from ironlog.store.base import Query
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -28,13 +27,13 @@ OCTET_STREAM = "application/octet-stream"
 
 
 @get("/v1/logs/{tenant:str}/{name:str}", sync_to_thread=True, guards=[can_read])
-def log_info(request: Request[Any, Any, Any], lg: Log) -> Response[bytes]:
+def log_info(request: AnyRequest, lg: Log) -> Response[bytes]:
     return json_response(state(request).il.describe_log(lg))
 
 
 @get("/v1/logs/{tenant:str}/{name:str}/entries", sync_to_thread=True, guards=[can_read])
 def list_entries(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     lg: Log,
     tenant: str,
     name: str,
@@ -84,9 +83,7 @@ def list_entries(
 
 
 @get("/v1/logs/{tenant:str}/{name:str}/entries/{index:str}", sync_to_thread=True, guards=[can_read])
-def get_entry(
-    request: Request[Any, Any, Any], lg: Log, index: str, size: int | None = None
-) -> Response[bytes]:
+def get_entry(request: AnyRequest, lg: Log, index: str, size: int | None = None) -> Response[bytes]:
     i = parse_int(index, "index")
     data = lg.entry(i)
     if OCTET_STREAM in request.headers.get("accept", ""):
@@ -148,9 +145,7 @@ def consistency(lg: Log, from_size: int, to_size: int | None = None) -> Response
 
 
 @get("/logs/{tenant:str}/{name:str}/checkpoint", sync_to_thread=True, guards=[public_or_read])
-def tiles_checkpoint(
-    request: Request[Any, Any, Any], lg: Log, tenant: str, name: str
-) -> Response[bytes]:
+def tiles_checkpoint(request: AnyRequest, lg: Log, tenant: str, name: str) -> Response[bytes]:
     """The latest checkpoint; for a log with witnesses, the newest one whose
     cosignatures satisfy its policy (with them), once there is one."""
     text = state(request).il.published_checkpoint(tenant, name)

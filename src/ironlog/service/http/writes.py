@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import anyio.to_thread
-from litestar import Request, Response, post
+from litestar import Response, post
 from litestar.exceptions import HTTPException
 
 from ironlog.core.entry import now_us, prepare_json, prepare_ndjson
@@ -22,7 +22,7 @@ from ironlog.errors import (
 )
 from ironlog.service.http.access import can_append
 from ironlog.service.http.codec import TLOG_PROOF_TYPE, batch_json, json_response, receipt_json
-from ironlog.service.http.deps import limits, state
+from ironlog.service.http.deps import AnyRequest, limits, state
 from ironlog.service.limits import BatchBudget
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
@@ -30,7 +30,7 @@ NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson
 
 @post("/v1/logs/{tenant:str}/{name:str}/entries", guards=[can_append])
 async def append_entries(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     lg: Log,
     witnessed: bool = False,
     witness_timeout: float = 10.0,
