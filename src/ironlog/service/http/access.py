@@ -29,7 +29,7 @@ from litestar.handlers import BaseRouteHandler
 from ironlog.engine.api_keys import Principal
 from ironlog.engine.log import Log
 from ironlog.errors import PermissionDeniedError
-from ironlog.service.http.deps import AnyRequest, Connection, principal, state
+from ironlog.service.http.deps import AnyRequest, Connection, principal, request_state, state
 
 _LOG = "ironlog.log"  # the (tenant, log) a guard let this request use (Request.state)
 
@@ -87,7 +87,7 @@ def _allow_log(connection: Connection, scope: str | None) -> None:
         p.require(scope, tenant, name)
         if p.is_operator:
             p.require("admin", tenant)
-    connection.state[_LOG] = (tenant, name)
+    request_state(connection)[_LOG] = (tenant, name)
 
 
 def log_guard(scope: str) -> Guard:
@@ -114,7 +114,7 @@ def public_or_read(connection: Connection, _: BaseRouteHandler) -> None:
 async def provide_log(request: AnyRequest, tenant: str, name: str) -> Log:
     """The log of the path, opened (404 unknown, 503 quarantined), for a
     request its route's guard let through."""
-    if request.state.get(_LOG) != (tenant, name):
+    if request_state(request).get(_LOG) != (tenant, name):
         raise RuntimeError(f"{request.route_handler} opens a log without a log guard")
     return state(request).il.log(tenant, name)
 

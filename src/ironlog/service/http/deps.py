@@ -67,10 +67,16 @@ def state(connection: Connection) -> State:
     return st
 
 
+def request_state(connection: Connection) -> dict[str, Any]:
+    """This request's own state (``scope["state"]``, which ``Request.state``
+    wraps in a new object at every access)."""
+    return connection.scope.setdefault("state", {})
+
+
 def principal(connection: Connection) -> Principal:
     """The caller's key, checked (and counted by the rate limiter) once per
     request: the route's guard asks first, the handler gets the same one."""
-    known = connection.state.get(_PRINCIPAL)
+    known = request_state(connection).get(_PRINCIPAL)
     if isinstance(known, Principal):
         return known
     header = connection.headers.get("authorization", "")
@@ -86,7 +92,7 @@ def principal(connection: Connection) -> Principal:
     except RateLimitedError:
         st.metrics.rate_limited.labels(p.tenant or "-").inc()
         raise
-    connection.state[_PRINCIPAL] = p
+    request_state(connection)[_PRINCIPAL] = p
     return p
 
 
