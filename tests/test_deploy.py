@@ -12,8 +12,8 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
+from ironlog.service.config import ServeConfig
 from ironlog.service.ingest.specs import ListenSpec
-from ironlog.service.server import ServeConfig
 from tests.conftest import BIN, ROOT
 from tests.server import run_server
 

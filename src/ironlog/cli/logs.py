@@ -206,7 +206,7 @@ def log_witnesses(
       ironlog log witnesses acme/payments
     """
     from ironlog.core.policy import parse_policy
-    from ironlog.service.outbound import OutboundPolicy
+    from ironlog.service.config import ServeConfig
 
     tenant, name = path
     ws = []
@@ -226,6 +226,7 @@ def log_witnesses(
     elif quorum is not None:
         raw["policy"] = {"quorum": quorum, "members": [w["vkey"].split("+")[0] for w in ws]}
     policy = parse_policy(raw)
-    check = OutboundPolicy.from_env().check  # as the service will check them
+    allow = ServeConfig.from_env(settings=("witness_allow",))
+    check = allow.outbound().check  # as the service will check them
     dd.open().set_witnesses(tenant, name, policy, check_url=check)
     click.echo(json.dumps(policy.to_json(), indent=1))

@@ -79,7 +79,8 @@ def serve(
       ironlog serve --config /etc/ironlog/ironlog.toml
       ironlog serve --listen syslog-tcp:0.0.0.0:6514=acme/syslog
     """
-    from ironlog.service.server import ServeConfig, bind_http, first_start, run
+    from ironlog.service.config import ServeConfig
+    from ironlog.service.server import bind_http, first_start, run
 
     data: Path = dd.path
     cfg = ServeConfig.load(config)

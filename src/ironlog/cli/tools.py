@@ -75,7 +75,8 @@ def witness_serve(wdata: Path, key_file: Path, logs: tuple[str, ...], host: str,
       ironlog witness serve --data /var/lib/witness --key w1.key \\
           --log "ironlog.localhost/acme/payments=$LOG_VKEY" --port 8090
     """
-    from ironlog.service.server import ServeConfig, bind_http
+    from ironlog.service.config import ServeConfig
+    from ironlog.service.server import bind_http
     from ironlog.tools.witness_server import load_key, parse_log, serve
 
     key = load_key(key_file)

@@ -1,21 +1,18 @@
 """Per-request and per-peer limits of the HTTP API (``[limits]`` in the serve config).
 
 Pure: no I/O.  ``ironlog serve`` hands them to its workers as JSON in the
-``IRONLOG_LIMITS`` environment variable.
+``IRONLOG_LIMITS`` environment variable (``service/config.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ironlog.core.entry import PreparedEntry
 from ironlog.errors import ConfigurationError, TooLargeError
-
-ENV = "IRONLOG_LIMITS"
 
 
 @dataclass(frozen=True)
@@ -46,19 +43,6 @@ class Limits:
                 raise ConfigurationError(f"{where}: {key} must be a positive {kind.__name__}")
             values[key] = value
         return cls(**values)
-
-    @classmethod
-    def from_env(cls) -> Limits:
-        text = os.environ.get(ENV)
-        if not text:
-            return cls()
-        try:
-            raw = json.loads(text)
-        except ValueError as e:
-            raise ConfigurationError(f"{ENV} is not valid JSON") from e
-        if not isinstance(raw, dict):
-            raise ConfigurationError(f"{ENV} must be a JSON object")
-        return cls.from_dict(raw, ENV)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

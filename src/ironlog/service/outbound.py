@@ -10,7 +10,6 @@ time and to an internal one later (DNS rebinding) is refused.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from ironlog.errors import ConfigurationError, InvalidRequestError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-ENV = "IRONLOG_WITNESS_ALLOW"
 
 
 @dataclass(frozen=True)
@@ -75,10 +73,6 @@ class OutboundPolicy:
                     f"witness_allow: {item!r} is not an address or network (CIDR)"
                 ) from e
         return cls(tuple(nets))
-
-    @classmethod
-    def from_env(cls) -> OutboundPolicy:
-        return cls.parse(x for x in os.environ.get(ENV, "").split(",") if x.strip())
 
     def allowed(self, ip: IPAddress) -> bool:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

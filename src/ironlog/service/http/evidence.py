@@ -19,13 +19,15 @@ from litestar.response import Stream
 from ironlog.core.entry import now_us
 from ironlog.core.timeparse import parse_time
 from ironlog.engine.export import bundle_chunks, evidence_bundle
-from ironlog.service.http.deps import resolve_log, state
+from ironlog.service.http.access import can_read
+from ironlog.service.http.deps import state
 
 
 @get(
     "/v1/logs/{tenant:str}/{name:str}/evidence",
     sync_to_thread=True,
     media_type="application/json",
+    guards=[can_read],
 )
 def evidence(
     request: Request[Any, Any, Any],
@@ -37,7 +39,6 @@ def evidence(
 ) -> Stream:
     """An evidence bundle (``ironlog-evidence/v1``) of the entries chosen by
     ``index`` (repeatable) and/or received in [``from``, ``to``)."""
-    resolve_log(request, tenant, name, "read")
     now = now_us()
     bundle = evidence_bundle(
         state(request).il,

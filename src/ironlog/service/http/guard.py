@@ -10,8 +10,8 @@ connection when a deadline passes.  A request line and headers over
 ``http_max_header_bytes`` are answered 431 (httptools itself would buffer
 them without bound).  One peer address may hold at most
 ``http_max_connections_per_peer`` connections per worker; a further one is
-answered 503 and closed.  The limits come from ``IRONLOG_LIMITS``
-(:mod:`ironlog.service.limits`).
+answered 503 and closed.  The limits are the ``[limits]`` of the serve
+configuration (:func:`ironlog.service.config.worker_config`).
 
 With TLS the protocol only sees a connection once its handshake is done;
 :func:`new_event_loop` (uvicorn's loop) gives a handshake
@@ -21,21 +21,20 @@ With TLS the protocol only sees a connection once its handshake is done;
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any, ClassVar
 
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ironlog.service.config import worker_config
 from ironlog.service.limits import Limits
 
 log = logging.getLogger("ironlog.http")
 
 
-@functools.cache
 def _limits() -> Limits:
-    return Limits.from_env()
+    return worker_config()[1].limits
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):

@@ -24,6 +24,7 @@ from ironlog.core.entry import now_us
 from ironlog.core.timeparse import parse_time
 from ironlog.engine.api_keys import actor
 from ironlog.engine.instance import Ironlog
+from ironlog.engine.log import Log
 from ironlog.engine.quotas import (
     DAY_US,
     Quota,
@@ -35,8 +36,9 @@ from ironlog.engine.quotas import (
 )
 from ironlog.engine.stats import StatsBook
 from ironlog.errors import InvalidRequestError
+from ironlog.service.http.access import can_read, operator, tenant_admin
 from ironlog.service.http.codec import parse_body
-from ironlog.service.http.deps import principal, resolve_log
+from ironlog.service.http.deps import principal
 from ironlog.service.http.tenant_metrics import DEFAULT_MAX_TENANTS, TenantMetrics
 
 DEFAULT_RANGE_US = 24 * 3600 * 1_000_000
@@ -133,9 +135,10 @@ def _quota(q: Quota) -> QuotaOut:
 # --- routes ---------------------------------------------------------------------
 
 
-@get("/v1/logs/{tenant:str}/{name:str}/stats", sync_to_thread=True)
+@get("/v1/logs/{tenant:str}/{name:str}/stats", sync_to_thread=True, guards=[can_read])
 def log_stats(
     request: Request[Any, Any, Any],
+    lg: Log,
     tenant: str,
     name: str,
     from_: Annotated[str | None, Parameter(query="from")] = None,
@@ -148,7 +151,6 @@ def log_stats(
     the last 24 hours; widened to whole minutes), and per value of ``group_by``
     (action, outcome, actor or source: its ``top`` values, the rest as
     "other").  Buckets without entries are left out."""
-    lg = resolve_log(request, tenant, name, "read")
     from_us, to_us = _range(from_, to, DEFAULT_RANGE_US)
     res = insights(request).book.of(lg.store, lg.info).query(from_us, to_us, bucket, group_by, top)
     return StatsOut(
@@ -162,7 +164,7 @@ def log_stats(
     )
 
 
-@get("/v1/tenants/{tenant:str}/usage", sync_to_thread=True)
+@get("/v1/tenants/{tenant:str}/usage", sync_to_thread=True, guards=[tenant_admin])
 def tenant_usage(
     request: Request[Any, Any, Any],
     tenant: str,
@@ -172,7 +174,6 @@ def tenant_usage(
     """Entries and stored entry bytes per UTC day and per log (not the tenant's
     system log) over [from, to) (default the last 30 days; whole days), and
     the tenant's quota.  Days without entries are left out."""
-    principal(request).require("admin", tenant)
     ins = insights(request)
     ins.il.tenant(tenant)  # 404 for an unknown tenant
     from_us, to_us = _range(from_, to, DEFAULT_USAGE_DAYS * DAY_US)
@@ -181,23 +182,21 @@ def tenant_usage(
     return UsageOut(tenant, days, _quota(read_quota(ins.il.control, tenant)))
 
 
-@get("/v1/tenants/{tenant:str}/quota", sync_to_thread=True)
+@get("/v1/tenants/{tenant:str}/quota", sync_to_thread=True, guards=[tenant_admin])
 def get_quota(request: Request[Any, Any, Any], tenant: str) -> QuotaOut:
     """The tenant's quota (null: none)."""
-    principal(request).require("admin", tenant)
     il = insights(request).il
     il.tenant(tenant)
     return _quota(read_quota(il.control, tenant))
 
 
-@put("/v1/tenants/{tenant:str}/quota")
+@put("/v1/tenants/{tenant:str}/quota", guards=[operator])
 async def set_quota(request: Request[Any, Any, Any], tenant: str) -> QuotaOut:
     """The operator sets the tenant's quota: ``entries_per_day`` (UTC days;
     appends over it are refused with 429) and ``bytes`` (stored entry bytes;
     507); null for none.  Applies within two seconds in every worker."""
     body = await request.body()
     p = principal(request)
-    p.require("operator")
     data = parse_body(body, QuotaIn)
     quota = Quota(data.entries_per_day, data.bytes).checked()
     ins = insights(request)
