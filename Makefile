@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests drive as real peers: rsyslog (+ its OpenSSL TLS
 # driver) forwards to the syslog listeners, util-linux's logger sends to them;
 # SoftHSM2 is the PKCS#11 token the HSM signer is tested against; systemd
-# gives systemd-analyze, which checks deploy/ironlog.service.
-DEBS := rsyslog rsyslog-openssl bsdutils softhsm2 systemd
+# gives systemd-analyze, which checks deploy/ironlog.service; PostgreSQL is the
+# database the PostgreSQL driver is tested against (tests/pg.py starts its own
+# cluster with initdb/pg_ctl as the postgres user).
+DEBS := rsyslog rsyslog-openssl bsdutils softhsm2 systemd postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
