@@ -24,7 +24,7 @@ from pathlib import Path
 from ironlog.store.base import Driver
 
 ROLE = "ironlog"
-PASSWORD = "ironlog"
+PASSWORD = "pw-s3cret"
 
 
 def pg_bin() -> Path | None:

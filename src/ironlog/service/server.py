@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ironlog.engine.api_keys import OPERATOR_SCOPE, KeyManager
+from ironlog.engine.datadir import database_url, redact
 from ironlog.engine.instance import SYSTEM_LOG, Ironlog, init_data_dir
 from ironlog.errors import ConfigurationError
 from ironlog.service.ingest.listeners import check_bindable
@@ -32,7 +33,9 @@ def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator
     base = f"{scheme}://{shown_host}:{port}"
     with Ironlog(data) as il:
         keys = KeyManager(il.control, record=il.record)
-        yield f"ironlog serving {data.resolve()} on {base}"
+        url = database_url()
+        stored = f"{data.resolve()} with database {redact(url)}" if url else f"{data.resolve()}"
+        yield f"ironlog serving {stored} on {base}"
         yield f"API docs: {base}/schema (OpenAPI: {base}/schema/openapi.json)"
         if keys.list(None):
             yield "operator key: already issued (shown only on first start)"
@@ -70,6 +73,8 @@ class ServeConfig:
     # Networks (CIDR) witnesses may be in besides public addresses, e.g. "127.0.0.0/8".
     witness_allow: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    # A postgresql:// URL (--database and IRONLOG_DATABASE_URL win); None: the data directory.
+    database: str | None = None
 
     @classmethod
     def load(cls, path: Path | None) -> ServeConfig:
@@ -167,7 +172,9 @@ class ServeConfig:
             check_bindable(spec)
         if not self.listen:
             return
-        if (data / "control.db").exists():
+        if (data / "control.db").exists() or (
+            database_url() is not None and (data / "master.key").exists()
+        ):
             with Ironlog(data) as il:
                 for spec in self.listen:
                     il.log_info(*spec.tenant_log)
