@@ -4,8 +4,9 @@ directory that user owns, on a free port, its socket in that directory.
 
 It holds a non-superuser role ``ironlog`` (password ``ironlog``) and one
 database per call of :meth:`PgCluster.new_database`, owned by that role.
-Durability is turned off (``fsync=off``): these clusters die with the test
-session, and the driver's durability is PostgreSQL's, not under test here.
+Durability is turned off (``fsync=off``) unless ``durable``: these clusters
+die with the test session, and the driver's durability is PostgreSQL's, not
+under test here (benchmarks/bench_postgres.py turns it on).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def free_port() -> int:
 
 
 class PgCluster:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, durable: bool = False) -> None:
+        """``durable``: fsync and synchronous commits on (benchmarks)."""
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="ironlog-pg-"))
         self.data = self.root / "data"
@@ -72,9 +74,10 @@ class PgCluster:
         )
         opts = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1"
-            f" -c unix_socket_directories={self.root} -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            f" -c unix_socket_directories={self.root} -c max_connections=200"
         )
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             str(bindir / "pg_ctl"),
             "-D",
@@ -129,11 +132,11 @@ class PgCluster:
 
 
 @contextlib.contextmanager
-def cluster() -> Iterator[PgCluster]:
+def cluster(durable: bool = False) -> Iterator[PgCluster]:
     bindir = pg_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed: run `make sysdeps` (Debian: postgresql)")
-    c = PgCluster(bindir)
+    c = PgCluster(bindir, durable)
     try:
         yield c
     finally:

@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.conftest import BIN
@@ -115,16 +116,20 @@ def test_serve_append_verify_and_prove_offline(pg_data: tuple[Path, str], tmp_pa
     assert "ironlog init" in cli(data, "log", "list", ok=False).stderr
 
 
-def test_two_nodes_append_to_one_log(pg_data: tuple[Path, str]) -> None:
+def test_two_nodes_append_to_one_log(pg_data: tuple[Path, str], tmp_path: Path) -> None:
     """Two ``serve`` nodes on one database, appending to one log at once: the
     receipts' indexes are exactly 0..n-1 (no gap, no duplicate), the tree is
     that of the entries in index order (no fork), and an idempotency key used
-    on one node is honoured by the other."""
+    on one node is honoured by the other.  One node has the database from
+    IRONLOG_DATABASE_URL, the other from ``database = "..."`` in its config."""
     data, url = pg_data
     env = {**os.environ, "IRONLOG_DATABASE_URL": url}
+    config = tmp_path / "ironlog.toml"
+    config.write_text(f"database = {json.dumps(url)}\n")
+    plain = {k: v for k, v in os.environ.items() if k != "IRONLOG_DATABASE_URL"}
     with run_server(data, env=env) as a:
         assert a.demo
-        with run_server(data, env=env) as b:
+        with run_server(data, "--config", str(config), env=plain) as b:
             assert not b.operator  # keys were issued once, by the first node
             got: list[tuple[int, int]] = []  # (first index, count) of each receipt
             lock = threading.Lock()
@@ -190,3 +195,51 @@ def test_bad_database_url_is_refused_cleanly(tmp_path: Path) -> None:
     err = cli(data, "init", "--database", url, ok=False).stderr
     assert "connect to postgresql://ironlog@127.0.0.1/nowhere" in err and PASSWORD not in err
     assert not data.exists()  # no master key without its database
+
+
+def test_runtime_role_needs_no_ddl(postgres: PgCluster) -> None:
+    """``init`` runs as the database's owner; ironlog then runs as a role with
+    only the grants docs/postgres.md lists (no CREATE anywhere): it adds a
+    tenant (its schema made by the SECURITY DEFINER function), creates, appends
+    to and reads a log, and any DDL of its own is refused."""
+    from ironlog.core.entry import prepare_object
+    from ironlog.store.base import Durability, LogInfo, TenantRecord
+    from ironlog.store.postgres import PostgresDriver
+
+    owner_url = postgres.new_database()
+    db = owner_url.rsplit("/", 1)[1]
+    PostgresDriver(owner_url, migrate=True).close()
+    app = f"app_{db}"
+    postgres.admin(f"CREATE ROLE {app} LOGIN PASSWORD 'app-pw'")
+    postgres.admin(
+        f"SET ROLE ironlog; GRANT USAGE ON SCHEMA ironlog TO {app};"
+        f" GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ironlog TO {app};"
+        f" GRANT EXECUTE ON FUNCTION ironlog.tenant_schema(text) TO {app};",
+        db=db,
+    )
+    url = owner_url.replace(f"ironlog:{PASSWORD}@", f"{app}:app-pw@")
+    driver = PostgresDriver(url)  # no migrate: the runtime role's way in
+    try:
+        info = LogInfo("acme", "pay", "o/acme/pay", Durability(), 1)
+        control = driver.control()
+        control.create_tenant(TenantRecord("acme", 1, False, b"sealed", b"pub"))
+        control.create_log(info)
+        assert driver.create_log(info)
+        store = driver.open_log(info)
+        res = store.append([prepare_object({"n": i}, 1, "t") for i in range(3)], None)
+        assert (res.first_index, res.count, store.head().size) == (0, 3, 3)
+        assert len(store.entries(0, 10)) == 3
+        store.close()
+    finally:
+        driver.close()
+    schema = "ironlog_t1"  # acme's, made by the function as the owner
+    with psycopg.connect(url, autocommit=True) as con:
+        for ddl in (
+            "CREATE TABLE ironlog.x (a int)",
+            "CREATE SCHEMA mine",
+            f"CREATE TABLE {schema}.x (a int)",
+            f"ALTER TABLE {schema}.entries ADD COLUMN x int",
+            "DROP TABLE ironlog.tenants",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                con.execute(ddl.encode())
