@@ -218,21 +218,30 @@ def test_runtime_role_needs_no_ddl(postgres: PgCluster) -> None:
         db=db,
     )
     url = owner_url.replace(f"ironlog:{PASSWORD}@", f"{app}:app-pw@")
-    driver = PostgresDriver(url)  # no migrate: the runtime role's way in
+    # ``serve`` runs init on every start: on a current schema it runs no DDL
+    PostgresDriver(url, migrate=True).close()
+    # a tenant made by the owner (an admin's CLI) is the runtime role's too
+    owner = PostgresDriver(owner_url)
     try:
-        info = LogInfo("acme", "pay", "o/acme/pay", Durability(), 1)
-        control = driver.control()
-        control.create_tenant(TenantRecord("acme", 1, False, b"sealed", b"pub"))
-        control.create_log(info)
-        assert driver.create_log(info)
-        store = driver.open_log(info)
-        res = store.append([prepare_object({"n": i}, 1, "t") for i in range(3)], None)
-        assert (res.first_index, res.count, store.head().size) == (0, 3, 3)
-        assert len(store.entries(0, 10)) == 3
-        store.close()
+        owner.create_log(LogInfo("byowner", "l", "o/byowner/l", Durability(), 1))
+    finally:
+        owner.close()
+    driver = PostgresDriver(url)
+    try:
+        for tenant in ("acme", "byowner"):
+            info = LogInfo(tenant, "pay", f"o/{tenant}/pay", Durability(), 1)
+            control = driver.control()
+            control.create_tenant(TenantRecord(tenant, 1, False, b"sealed", b"pub"))
+            control.create_log(info)
+            assert driver.create_log(info)
+            store = driver.open_log(info)
+            res = store.append([prepare_object({"n": i}, 1, "t") for i in range(3)], None)
+            assert (res.first_index, res.count, store.head().size) == (0, 3, 3)
+            assert len(store.entries(0, 10)) == 3
+            store.close()
     finally:
         driver.close()
-    schema = "ironlog_t1"  # acme's, made by the function as the owner
+    schema = "ironlog_t2"  # acme's, made by the function as the owner
     with psycopg.connect(url, autocommit=True) as con:
         for ddl in (
             "CREATE TABLE ironlog.x (a int)",

@@ -4,9 +4,10 @@ cosignatures, and the map from a tenant to its schema.
 
 A tenant's schema is made by ``ironlog.tenant_schema(tenant)``, a SECURITY
 DEFINER function created by ``init``: it runs the tenant layout's DDL
-(logstore.py's TENANT_MIGRATIONS) as the schema's owner and grants the calling
-role the rights on it that it needs (no DDL), so that the role ironlog runs
-as never needs CREATE rights after ``init``.
+(logstore.py's TENANT_MIGRATIONS) as the schema's owner and grants the rights
+ironlog needs on it (no DDL) to the calling role and to every role that may
+insert into ``ironlog.tenants``, so that the role ironlog runs as never needs
+CREATE rights after ``init``, whichever role made the tenant.
 """
 
 from __future__ import annotations
@@ -43,14 +44,19 @@ def _tenant_schema_function(con: psycopg.Connection[Any]) -> None:
                 raise TypeError("tenant schema steps are SQL text")
             text = statement.replace("{s}", "%1$I")
             body.append(f"EXECUTE format($q${text}$q$, s);")
-    grants = " ".join(
-        f"EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.{t} TO %I', s, session_user);"
-        for t in LOG_TABLES
-    )
+    tables = ", ".join(f"%1$I.{t}" for t in LOG_TABLES)
+    grants = f"""FOR r IN SELECT session_user::text AS name UNION
+            SELECT grantee::text FROM information_schema.role_table_grants
+            WHERE table_schema = 'ironlog' AND table_name = 'tenants'
+              AND privilege_type = 'INSERT' AND grantee <> 'PUBLIC'
+          LOOP
+            EXECUTE format('GRANT USAGE ON SCHEMA %1$I TO %2$I', s, r.name);
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO %2$I', s, r.name);
+          END LOOP;"""
     con.execute(
         f"""CREATE OR REPLACE FUNCTION ironlog.tenant_schema(p_tenant TEXT) RETURNS TEXT
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-        DECLARE s TEXT;
+        DECLARE s TEXT; r RECORD;
         BEGIN
           SELECT schema_name INTO s FROM ironlog.tenant_schemas WHERE tenant = p_tenant;
           IF s IS NOT NULL THEN RETURN s; END IF;
@@ -60,7 +66,6 @@ def _tenant_schema_function(con: psycopg.Connection[Any]) -> None:
           s := 'ironlog_t' || nextval('ironlog.tenant_schema_seq');
           EXECUTE format('CREATE SCHEMA %I', s);
           {" ".join(body)}
-          EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, session_user);
           {grants}
           INSERT INTO ironlog.tenant_schemas (tenant, schema_name, version)
             VALUES (p_tenant, s, {TENANT_MIGRATIONS.latest});

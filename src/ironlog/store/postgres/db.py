@@ -108,7 +108,12 @@ def check_current(con: psycopg.Connection[Any], migrations: Migrations, what: st
 
 def migrate(con: psycopg.Connection[Any], migrations: Migrations, what: str) -> tuple[int, int]:
     """Every pending step in one transaction, under an advisory lock (of
-    several nodes initialising at once, one migrates, the others find it done)."""
+    several nodes initialising at once, one migrates, the others find it done).
+    A schema already current is only read: ``serve`` initialises on every
+    start, as a role that may have no DDL rights."""
+    found = found_version(con, migrations.kind)
+    if not migrations.pending(found, what):
+        return found, found
     with con.transaction():
         con.execute("SELECT pg_advisory_xact_lock(hashtext('ironlog.migrate'))")
         _versions_table(con)
