@@ -186,6 +186,15 @@ def test_two_nodes_append_to_one_log(pg_data: tuple[Path, str], tmp_path: Path) 
     assert f"ok demo/events: {size} entries" in out, out
 
 
+def test_database_never_initialised_is_named(
+    pg_data: tuple[Path, str], postgres: PgCluster
+) -> None:
+    data, _ = pg_data
+    fresh = postgres.new_database()
+    err = cli(data, "log", "list", database=fresh, ok=False).stderr
+    assert "ironlog init --database URL" in err and PASSWORD not in err
+
+
 def test_bad_database_url_is_refused_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"
     err = cli(data, "--database", "mysql://x/y", "init", ok=False).stderr
