@@ -11,8 +11,11 @@ STAMP := $(VENV)/.installed
 # SoftHSM2 is the PKCS#11 token the HSM signer is tested against; systemd
 # gives systemd-analyze, which checks deploy/ironlog.service; chromium (its
 # headless shell) is the real browser the console tests drive with Playwright
-# (never `playwright install`: no browser is downloaded).
-DEBS := rsyslog rsyslog-openssl bsdutils softhsm2 systemd chromium chromium-headless-shell
+# (never `playwright install`: no browser is downloaded); PostgreSQL is the
+# database the PostgreSQL driver is tested against (tests/pg.py starts its own
+# cluster with initdb/pg_ctl as the postgres user).
+DEBS := rsyslog rsyslog-openssl bsdutils softhsm2 systemd chromium chromium-headless-shell \
+	postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from ironlog.engine.instance import Ironlog, init_data_dir
+from tests.pg import PgCluster
+from tests.pg import cluster as pg_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("IRONLOG_SHARED", ROOT.parent / "shared"))
@@ -26,6 +28,15 @@ def pure_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     py = str(venv / "bin" / "python")
     subprocess.run([py, "-m", "pip", "install", "-q", str(ROOT)], check=True, capture_output=True)
     return py
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of the session's own (tests/pg.py), started on
+    first use and stopped at the end; ``postgres.new_database()`` gives the
+    URL of a fresh database owned by a non-superuser role."""
+    with pg_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from ironlog.store.base import (
     parse_indexes,
 )
 from ironlog.store.sqlite import SqliteDriver
+from tests.pg import postgres_factory
 
 DriverFactory = Callable[[Path], Driver]
 DRIVERS: dict[str, DriverFactory] = {"sqlite": SqliteDriver}
@@ -35,8 +36,10 @@ ACTORS = ["alice", "bob", None]
 OUTCOMES = ["success", "failure", None]
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=sorted([*DRIVERS, "postgres"]))
 def make_driver(request: pytest.FixtureRequest) -> DriverFactory:
+    if request.param == "postgres":  # one database per directory the test names
+        return postgres_factory(request.getfixturevalue("postgres"))
     return DRIVERS[request.param]
 
 

@@ -31,14 +31,15 @@ class RootGroup(click.Group):
 class DataDir:
     """The data directory given with ``--data``; commands open it when they need it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, database: str | None = None) -> None:
         self.path = path
+        self.database = database  # a postgresql:// URL, or None: the embedded store
 
     def open(self, read_only: bool = False) -> Ironlog:
         """The instance, closed with the command; ``read_only`` for commands that
         only read: they never write to the directory (not even a WAL checkpoint),
         so they work on a read-only copy, a read-only mount and a full disk."""
-        il = Ironlog(self.path, read_only=read_only)
+        il = Ironlog(self.path, read_only=read_only, database=self.database)
         click.get_current_context().call_on_close(il.close)
         return il
 

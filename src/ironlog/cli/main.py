@@ -16,6 +16,7 @@ from ironlog.cli.proofs import proof_group
 from ironlog.cli.service import integrity_group, serve
 from ironlog.cli.tenants import tenant_group
 from ironlog.cli.tools import monitor, witness_group
+from ironlog.engine.datadir import DATABASE_ENV, database_url, redact
 from ironlog.engine.instance import DEFAULT_ORIGIN_PREFIX, PRIVATE_UMASK, init_data_dir
 
 
@@ -28,18 +29,30 @@ from ironlog.engine.instance import DEFAULT_ORIGIN_PREFIX, PRIVATE_UMASK, init_d
     show_default=True,
     help="Data directory (env IRONLOG_DATA).",
 )
+@click.option(
+    "--database",
+    envvar=DATABASE_ENV,
+    metavar="URL",
+    help="A postgresql:// URL: tenants and logs live in that PostgreSQL database, the"
+    " data directory keeps the master key (env IRONLOG_DATABASE_URL; default: the"
+    " embedded store in the data directory).",
+)
 @click.version_option(package_name="ironlog")
 @click.pass_context
-def main(ctx: click.Context, data: Path) -> None:
+def main(ctx: click.Context, data: Path, database: str | None) -> None:
     """ironlog: a crash-proof, tamper-evident audit log.
 
     \b
     Examples:
       ironlog --data /var/lib/ironlog log list
       IRONLOG_DATA=/var/lib/ironlog ironlog verify --all
+      IRONLOG_DATABASE_URL=postgresql://ironlog@db1/ironlog ironlog --data /etc/ironlog serve
     """
     os.umask(PRIVATE_UMASK)  # every file ironlog writes is 0600, every directory 0700
-    ctx.obj = DataDir(data)
+    if database:  # what the service's workers (and every Ironlog opened here) use
+        database_url(database)  # a bad URL is refused here, before anything runs
+        os.environ[DATABASE_ENV] = database
+    ctx.obj = DataDir(data, database or None)
 
 
 @main.command()
@@ -49,20 +62,30 @@ def main(ctx: click.Context, data: Path) -> None:
     show_default=True,
     help="Prefix of every log's origin: <prefix>/<tenant>/<log>.",
 )
+@click.option(
+    "--database",
+    metavar="URL",
+    help="Create (or upgrade) the schema in this PostgreSQL database (as the root"
+    " --database); the data directory gets the master key.",
+)
 @pass_data
-def init(dd: DataDir, origin_prefix: str) -> None:
+def init(dd: DataDir, origin_prefix: str, database: str | None) -> None:
     """Create the data directory (0700) and its master key.  A non-empty directory
-    that is not an ironlog data directory is refused (and left as it is).
+    that is not an ironlog data directory is refused (and left as it is).  With a
+    PostgreSQL database, also its schema (idempotent; docs/postgres.md).
 
     \b
     Examples:
       ironlog --data /var/lib/ironlog init
       ironlog init --origin-prefix audit.example.com
+      ironlog --data /etc/ironlog init --database postgresql://ironlog@db1/ironlog
     """
     data: Path = dd.path
-    created = init_data_dir(data, origin_prefix)
+    url = database_url(database or dd.database)
+    created = init_data_dir(data, origin_prefix, url or "")
     what = "created master key" if created else "master key already present"
-    click.echo(f"initialised {data} ({what})")
+    where = f", schema in {redact(url)}" if url else ""
+    click.echo(f"initialised {data} ({what}{where})")
 
 
 for command in (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from ironlog.cli.base import LOG_REF, DataDir, parse_log_ref, pass_data
 from ironlog.core.names import LogRef
+from ironlog.engine.datadir import DATABASE_ENV, database_url
 from ironlog.errors import IronlogError
 
 
@@ -36,7 +38,8 @@ from ironlog.errors import IronlogError
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval, witness_allow, [[listen]] tables "
+    "rate_burst, verify_interval, full_verify_interval, witness_allow, database, "
+    "[[listen]] tables "
     "and a [limits] table.  "
     "Options given here win.",
 )
@@ -84,6 +87,10 @@ def serve(
 
     data: Path = dd.path
     cfg = ServeConfig.load(config)
+    if dd.database is None and cfg.database:  # --database / IRONLOG_DATABASE_URL win
+        database_url(cfg.database)  # a bad URL stops here, nothing created
+        os.environ[DATABASE_ENV] = dd.database = cfg.database
+    cfg.database = dd.database  # what the workers are handed (ServeConfig.to_env)
     for name, value in (
         ("host", host),
         ("port", port),

@@ -21,7 +21,13 @@ from ironlog.core.entry import now_us
 from ironlog.core.names import LogRef
 from ironlog.core.note import Signer, check_key_name
 from ironlog.engine.api_keys import OPERATOR_LOCK
-from ironlog.engine.datadir import DEFAULT_ORIGIN_PREFIX, PRIVATE_UMASK, init_data_dir
+from ironlog.engine.datadir import (
+    DEFAULT_ORIGIN_PREFIX,
+    PRIVATE_UMASK,
+    database_url,
+    init_data_dir,
+    open_driver,
+)
 from ironlog.engine.log import Log
 from ironlog.engine.master_key import MasterKey, load_master_key
 from ironlog.engine.signing_keys import KeyRing, TenantSigningKeys
@@ -45,7 +51,6 @@ from ironlog.store.base import (
     TenantRecord,
     check_name,
 )
-from ironlog.store.sqlite import SqliteDriver
 
 __all__ = [  # what other modules import from here
     "DEFAULT_ORIGIN_PREFIX",
@@ -67,15 +72,26 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
     appends and changes are refused."""
 
     def __init__(
-        self, data_dir: Path | str, driver: Driver | None = None, *, read_only: bool = False
+        self,
+        data_dir: Path | str,
+        driver: Driver | None = None,
+        *,
+        read_only: bool = False,
+        database: str | None = None,
     ) -> None:
+        """``database``: a postgresql:// URL (default: env IRONLOG_DATABASE_URL;
+        neither: the embedded store in ``data_dir``, which holds the master key
+        in both cases)."""
         self.data_dir = Path(data_dir)
         self.read_only = read_only
-        if not (self.data_dir / "control.db").exists():
+        url = database_url(database) if driver is None else None
+        marker = "master.key" if url is not None else "control.db"
+        if driver is None and not (self.data_dir / marker).exists():
+            how = "ironlog init" + (" --database URL" if url is not None else "")
             raise ConfigurationError(
-                f"{self.data_dir} is not an ironlog data directory: run 'ironlog init'"
+                f"{self.data_dir} is not an ironlog data directory: run '{how}'"
             )
-        self.driver = driver or SqliteDriver(self.data_dir, read_only=read_only)
+        self.driver = driver or open_driver(self.data_dir, url, read_only=read_only)
         self.control = self.driver.control()
         self._master: MasterKey | None = None
         self._logs: dict[tuple[str, str], Log] = {}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ironlog.engine.datadir import database_url
 from ironlog.engine.instance import SYSTEM_LOG, Ironlog
 from ironlog.errors import ConfigurationError
 from ironlog.service.ingest.listeners import check_bindable
@@ -88,6 +89,8 @@ ENV: dict[str, EnvVar] = {
             lambda v: json.dumps([s.to_dict() for s in v]),
         ),
         EnvVar("limits", "IRONLOG_LIMITS", _limits, Limits.to_json),
+        # Read by `ironlog --database` too; `serve` writes the one it resolved.
+        EnvVar("database", "IRONLOG_DATABASE_URL", lambda _, t: t, lambda v: v or ""),
     )
 }
 # What an operator may set in the environment (docs/api.md, deploy/ironlog.toml);
@@ -116,6 +119,9 @@ class ServeConfig:
     # Networks (CIDR) witnesses may be in besides public addresses, e.g. "127.0.0.0/8".
     witness_allow: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    # A postgresql:// URL (--database and IRONLOG_DATABASE_URL win); None: the data
+    # directory.  The workers (and their Ironlog) find it in IRONLOG_DATABASE_URL.
+    database: str | None = None
 
     @classmethod
     def from_env(
@@ -229,7 +235,9 @@ class ServeConfig:
             check_bindable(spec)
         if not self.listen:
             return
-        if (data / "control.db").exists():
+        if (data / "control.db").exists() or (
+            database_url() is not None and (data / "master.key").exists()
+        ):
             with Ironlog(data) as il:
                 for spec in self.listen:
                     il.log_info(*spec.tenant_log)

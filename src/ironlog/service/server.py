@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ironlog.engine.api_keys import OPERATOR_SCOPE, KeyManager
+from ironlog.engine.datadir import database_url, redact
 from ironlog.engine.instance import Ironlog, init_data_dir
 from ironlog.errors import ConfigurationError
 from ironlog.service.config import ServeConfig
@@ -24,7 +25,9 @@ def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator
     base = f"{scheme}://{shown_host}:{port}"
     with Ironlog(data) as il:
         keys = KeyManager(il.control, record=il.record)
-        yield f"ironlog serving {data.resolve()} on {base}"
+        url = database_url()
+        stored = f"{data.resolve()} with database {redact(url)}" if url else f"{data.resolve()}"
+        yield f"ironlog serving {stored} on {base}"
         yield f"API docs: {base}/schema (OpenAPI: {base}/schema/openapi.json)"
         yield f"Console: {base}/ui (proofs checked in the browser: {base}/ui/verify)"
         if keys.list(None):
