@@ -23,6 +23,7 @@ from ironlog.store.base import (
     IdempotentResult,
     LogInfo,
     Query,
+    SigningKeyRecord,
     TenantRecord,
     parse_indexes,
 )
@@ -275,3 +276,62 @@ def test_idempotency_records(make_driver: DriverFactory, tmp: Path) -> None:
     assert store.head() == before and store.idempotent("c") is None
     store.close()
     driver.close()
+
+
+def test_control_store_signing_keys_cosignatures_sizes(
+    make_driver: DriverFactory, tmp: Path
+) -> None:
+    """The rest of the control store, the same on every driver (their logic is
+    store/sql.py's, their SQL dialects differ)."""
+    driver = make_driver(tmp)
+    c = driver.control()
+    key = SigningKeyRecord("t", "fp1", "local", b"ref", b"pub", 5)
+    c.create_tenant(TenantRecord("t", 1, False, b"sealed", b"pub"), key)
+    c.add_signing_key(SigningKeyRecord("t", "fp0", "local", b"r0", b"p0", 3))
+    assert [k.fingerprint for k in c.signing_keys("t")] == ["fp0", "fp1"]
+    assert c.signing_keys("t")[1] == key
+    c.retire_signing_key("t", "fp1", 9)
+    assert c.signing_keys("t")[1].retired_us == 9
+    with pytest.raises(NotFoundError):
+        c.retire_signing_key("t", "fp1", 10)  # retired already
+    with pytest.raises(NotFoundError):
+        c.retire_signing_key("t", "nope", 10)
+    with pytest.raises(ConflictError):  # a second tenant of that name, key and all
+        c.create_tenant(TenantRecord("t", 2, False, b"s", b"p"))
+    c.create_log(_info("a"))
+    b = LogInfo("u", "b", "log.example/u/b", Durability(), 1)
+    c.create_log(b, (TenantRecord("u", 2, False, b"s", b"p"), key_of("u")))
+    assert c.get_log("u", "b") == b and c.signing_keys("u") == [key_of("u")]
+    assert [t.name for t in c.list_tenants()] == ["t", "u"]
+    assert [(i.tenant, i.name) for i in c.list_logs()] == [("t", "a"), ("u", "b")]
+    with pytest.raises(ConflictError):  # the new tenant exists
+        c.create_log(
+            LogInfo("u", "c", "o/u/c", Durability(), 1),
+            (TenantRecord("u", 3, False, b"s", b"p"), key_of("u")),
+        )
+    assert c.log_size("t", "a") == 0 and c.log_size("t", "zz") == 0
+    c.record_log_size("t", "a", 7)
+    c.record_log_size("t", "a", 5)  # never shrinks
+    assert c.log_size("t", "a") == 7
+    c.set_log_quarantined("t", "a", "tampered")
+    got = c.get_log("t", "a")
+    assert got is not None and got.quarantined == "tampered" and got.damaged is None
+    with pytest.raises(NotFoundError):
+        c.set_log_quarantined("t", "zz", "x")
+    for size in range(1, 70):
+        c.add_cosignatures("t", "a", size, f"cp{size}", {"w1": f"l{size}", "w2": "x"})
+    c.add_cosignatures("t", "a", 69, "cp69", {"w1": "again"})  # replaces that line
+    cos = c.cosignatures("t", "a")
+    assert sorted(cos) == list(range(6, 70))  # the latest 64 sizes are kept
+    assert cos[69] == {"w1": ("cp69", "again"), "w2": ("cp69", "x")}
+    c.set_setting("witnesses:t/a", "w1")
+    c.set_setting("witnesses:t/a", "w2")  # replaces
+    assert c.get_setting("witnesses:t/a") == "w2"
+    c.delete_log("t", "a")
+    assert c.get_log("t", "a") is None and c.cosignatures("t", "a") == {}
+    assert c.get_setting("witnesses:t/a") is None
+    driver.close()
+
+
+def key_of(tenant: str) -> SigningKeyRecord:
+    return SigningKeyRecord(tenant, "fp-" + tenant, "local", b"ref", b"pub", 1)

@@ -12,27 +12,17 @@ CREATE rights after ``init``, whichever role made the tenant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from ironlog.errors import ConfigurationError, ConflictError, NotFoundError
-from ironlog.store.base import (
-    ApiKeyRecord,
-    ControlStore,
-    Durability,
-    LogInfo,
-    SigningKeyRecord,
-    TenantRecord,
-    parse_indexes,
-)
+from ironlog.errors import ConfigurationError
 from ironlog.store.migrations import Migrations, Step
 from ironlog.store.postgres.db import translated
 from ironlog.store.postgres.logstore import LOG_TABLES, TENANT_MIGRATIONS
+from ironlog.store.sql import Args, SqlControlStore, Statements
 
 
 def _tenant_schema_function(con: psycopg.Connection[Any]) -> None:
@@ -118,21 +108,19 @@ CONTROL_MIGRATIONS = Migrations(
     refuse=ConfigurationError,
 )
 
-Statements = list[tuple[str, Mapping[str, Any] | Sequence[Any]]]
 
+class PostgresControlStore(SqlControlStore):
+    """``store/sql.py``'s control store over the driver's connection pool."""
 
-def _insert(table: str, values: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """An INSERT naming its columns (names are ours, never the caller's)."""
-    cols = ", ".join(values)
-    params = ", ".join(f"%({c})s" for c in values)
-    return f"INSERT INTO ironlog.{table} ({cols}) VALUES ({params})", values
+    PARAM = "%s"
+    NAMED = "%({})s"
+    NS = "ironlog."
+    MAX = "GREATEST"
 
-
-class PostgresControlStore(ControlStore):
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def _one(self, q: str, args: Mapping[str, Any] | Sequence[Any] = ()) -> dict[str, Any] | None:
+    def _one(self, q: str, args: Args = ()) -> dict[str, Any] | None:
         with (
             translated("control schema"),
             self._pool.connection() as con,
@@ -140,7 +128,7 @@ class PostgresControlStore(ControlStore):
         ):
             return cur.execute(q.encode(), args).fetchone()
 
-    def _all(self, q: str, args: Mapping[str, Any] | Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _all(self, q: str, args: Args = ()) -> list[dict[str, Any]]:
         with (
             translated("control schema"),
             self._pool.connection() as con,
@@ -148,274 +136,14 @@ class PostgresControlStore(ControlStore):
         ):
             return cur.execute(q.encode(), args).fetchall()
 
-    def _exec(self, q: str, args: Mapping[str, Any] | Sequence[Any] = ()) -> int:
+    def _exec(self, q: str, args: Args = ()) -> int:
         with translated("control schema"), self._pool.connection() as con:
             return con.execute(q.encode(), args).rowcount
 
     def _transaction(self, statements: Statements) -> None:
-        """Several statements, all or nothing."""
         with translated("control schema"), self._pool.connection() as con, con.transaction():
             for q, args in statements:
                 con.execute(q.encode(), args)
-
-    # -- signing keys --------------------------------------------------------
-    def add_signing_key(self, record: SigningKeyRecord) -> None:
-        self._transaction([_insert("signing_keys", asdict(record))])
-
-    def signing_keys(self, tenant: str) -> list[SigningKeyRecord]:
-        rows = self._all(
-            "SELECT * FROM ironlog.signing_keys WHERE tenant=%s ORDER BY created_us, fingerprint",
-            (tenant,),
-        )
-        return [
-            SigningKeyRecord(
-                tenant=r["tenant"],
-                fingerprint=r["fingerprint"],
-                kind=r["kind"],
-                ref=bytes(r["ref"]),
-                public_key=bytes(r["public_key"]),
-                created_us=r["created_us"],
-                retired_us=r["retired_us"],
-            )
-            for r in rows
-        ]
-
-    def retire_signing_key(self, tenant: str, fingerprint: str, when_us: int) -> None:
-        n = self._exec(
-            "UPDATE ironlog.signing_keys SET retired_us=%s"
-            " WHERE tenant=%s AND fingerprint=%s AND retired_us IS NULL",
-            (when_us, tenant, fingerprint),
-        )
-        if n == 0:
-            raise NotFoundError(f"tenant {tenant!r} has no active signing key {fingerprint}")
-
-    # -- cosignatures and settings ---------------------------------------------
-    KEEP_COSIGNED_SIZES = 64
-
-    def add_cosignatures(
-        self, tenant: str, log: str, size: int, checkpoint: str, lines: dict[str, str]
-    ) -> None:
-        with (
-            translated("control schema"),
-            self._pool.connection() as con,
-            con.transaction(),
-            con.cursor() as cur,
-        ):
-            cur.executemany(
-                "INSERT INTO ironlog.cosignatures"
-                " (tenant, log, size, witness, checkpoint, line) VALUES (%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (tenant, log, size, witness) DO UPDATE"
-                " SET checkpoint = EXCLUDED.checkpoint, line = EXCLUDED.line",
-                [(tenant, log, size, w, checkpoint, line) for w, line in lines.items()],
-            )
-            con.execute(
-                "DELETE FROM ironlog.cosignatures WHERE tenant=%s AND log=%s AND size < ("
-                " SELECT MIN(size) FROM (SELECT DISTINCT size FROM ironlog.cosignatures"
-                " WHERE tenant=%s AND log=%s ORDER BY size DESC LIMIT %s) AS kept)",
-                (tenant, log, tenant, log, self.KEEP_COSIGNED_SIZES),
-            )
-
-    def cosignatures(self, tenant: str, log: str) -> dict[int, dict[str, tuple[str, str]]]:
-        out: dict[int, dict[str, tuple[str, str]]] = {}
-        for r in self._all(
-            "SELECT size, witness, checkpoint, line FROM ironlog.cosignatures"
-            " WHERE tenant=%s AND log=%s",
-            (tenant, log),
-        ):
-            out.setdefault(int(r["size"]), {})[str(r["witness"])] = (
-                str(r["checkpoint"]),
-                str(r["line"]),
-            )
-        return out
-
-    def get_setting(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM ironlog.settings WHERE key=%s", (key,))
-        return str(row["value"]) if row else None
-
-    def set_setting(self, key: str, value: str) -> None:
-        self._exec(
-            "INSERT INTO ironlog.settings (key, value) VALUES (%s,%s)"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            (key, value),
-        )
-
-    # -- tenants ---------------------------------------------------------------
-    @staticmethod
-    def _insert_tenant(record: TenantRecord, key: SigningKeyRecord | None) -> Statements:
-        out: Statements = [_insert("tenants", asdict(record))]  # its fields are the columns
-        if key is not None:
-            out.append(_insert("signing_keys", asdict(key)))
-        return out
-
-    def create_tenant(self, record: TenantRecord, key: SigningKeyRecord | None = None) -> None:
-        try:
-            self._transaction(self._insert_tenant(record, key))
-        except ConflictError as e:
-            raise ConflictError(f"tenant {record.name!r} already exists") from e
-
-    @staticmethod
-    def _tenant(row: Mapping[str, Any]) -> TenantRecord:
-        return TenantRecord(
-            name=row["name"],
-            created_us=row["created_us"],
-            disabled=bool(row["disabled"]),
-            key_encrypted=bytes(row["key_encrypted"]),
-            public_key=bytes(row["public_key"]),
-        )
-
-    def get_tenant(self, name: str) -> TenantRecord | None:
-        row = self._one("SELECT * FROM ironlog.tenants WHERE name=%s", (name,))
-        return self._tenant(row) if row else None
-
-    def list_tenants(self) -> list[TenantRecord]:
-        return [self._tenant(r) for r in self._all("SELECT * FROM ironlog.tenants ORDER BY name")]
-
-    def set_tenant_disabled(self, name: str, disabled: bool) -> None:
-        if not self._exec("UPDATE ironlog.tenants SET disabled=%s WHERE name=%s", (disabled, name)):
-            raise NotFoundError(f"tenant {name!r} does not exist")
-
-    # -- logs ------------------------------------------------------------------
-    def create_log(
-        self, info: LogInfo, new_tenant: tuple[TenantRecord, SigningKeyRecord] | None = None
-    ) -> None:
-        statements: Statements = []
-        if new_tenant is not None:
-            if self.get_tenant(info.tenant) is not None:
-                raise ConflictError(f"tenant {info.tenant!r} already exists")
-            statements = self._insert_tenant(*new_tenant)
-        elif self.get_tenant(info.tenant) is None:
-            raise NotFoundError(f"tenant {info.tenant!r} does not exist")
-        statements.append(
-            _insert(
-                "logs",
-                {
-                    "tenant": info.tenant,
-                    "name": info.name,
-                    "origin": info.origin,
-                    "durability": str(info.durability),
-                    "created_us": info.created_us,
-                    "indexes": ",".join(info.indexes),
-                    "public": info.public,
-                },
-            )
-        )
-        try:
-            self._transaction(statements)
-        except ConflictError as e:
-            raise ConflictError(f"log {info.path!r} already exists") from e
-
-    @staticmethod
-    def _log(row: Mapping[str, Any]) -> LogInfo:
-        return LogInfo(
-            tenant=row["tenant"],
-            name=row["name"],
-            origin=row["origin"],
-            durability=Durability.parse(row["durability"]),
-            created_us=row["created_us"],
-            indexes=parse_indexes(row["indexes"]),
-            public=bool(row["public"]),
-            quarantined=row["quarantined"],
-        )
-
-    def set_log_quarantined(self, tenant: str, name: str, reason: str | None) -> None:
-        if not self._exec(
-            "UPDATE ironlog.logs SET quarantined=%s WHERE tenant=%s AND name=%s",
-            (reason, tenant, name),
-        ):
-            raise NotFoundError(f"log {tenant}/{name} does not exist")
-
-    def delete_log(self, tenant: str, name: str) -> None:
-        path = f"{tenant}/{name}"
-        self._transaction(
-            [
-                ("DELETE FROM ironlog.logs WHERE tenant=%s AND name=%s", (tenant, name)),
-                ("DELETE FROM ironlog.cosignatures WHERE tenant=%s AND log=%s", (tenant, name)),
-                (
-                    "DELETE FROM ironlog.settings WHERE key IN (%s,%s,%s)",
-                    (f"witnesses:{path}", f"witnesses_from:{path}", f"witness_status:{path}"),
-                ),
-            ]
-        )
-
-    def record_log_size(self, tenant: str, name: str, size: int) -> None:
-        self._exec(
-            "UPDATE ironlog.logs SET signed_size=GREATEST(signed_size, %s)"
-            " WHERE tenant=%s AND name=%s",
-            (size, tenant, name),
-        )
-
-    def log_size(self, tenant: str, name: str) -> int:
-        row = self._one(
-            "SELECT signed_size FROM ironlog.logs WHERE tenant=%s AND name=%s", (tenant, name)
-        )
-        return int(row["signed_size"]) if row else 0
-
-    def get_log(self, tenant: str, name: str) -> LogInfo | None:
-        row = self._one("SELECT * FROM ironlog.logs WHERE tenant=%s AND name=%s", (tenant, name))
-        return self._log(row) if row else None
-
-    def set_log_public(self, tenant: str, name: str, public: bool) -> None:
-        if not self._exec(
-            "UPDATE ironlog.logs SET public=%s WHERE tenant=%s AND name=%s", (public, tenant, name)
-        ):
-            raise NotFoundError(f"log {tenant}/{name} does not exist")
-
-    def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
-        if tenant is None:
-            rows = self._all("SELECT * FROM ironlog.logs ORDER BY tenant, name")
-        else:
-            rows = self._all("SELECT * FROM ironlog.logs WHERE tenant=%s ORDER BY name", (tenant,))
-        return [self._log(r) for r in rows]
-
-    # -- API keys --------------------------------------------------------------
-    def create_api_key(self, record: ApiKeyRecord) -> None:
-        # its fields are the columns, the scopes joined by commas
-        self._transaction(
-            [_insert("api_keys", {**asdict(record), "scopes": ",".join(record.scopes)})]
-        )
-
-    @staticmethod
-    def _key(row: Mapping[str, Any]) -> ApiKeyRecord:
-        return ApiKeyRecord(
-            key_id=row["key_id"],
-            tenant=row["tenant"],
-            scopes=tuple(s for s in row["scopes"].split(",") if s),
-            secret_hash=bytes(row["secret_hash"]),
-            created_us=row["created_us"],
-            name=row["name"],
-            expires_us=row["expires_us"],
-            revoked_us=row["revoked_us"],
-            log=row["log"],
-        )
-
-    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        row = self._one("SELECT * FROM ironlog.api_keys WHERE key_id=%s", (key_id,))
-        return self._key(row) if row else None
-
-    def list_api_keys(self, tenant: str | None) -> list[ApiKeyRecord]:
-        if tenant is None:
-            rows = self._all(
-                "SELECT * FROM ironlog.api_keys WHERE tenant IS NULL ORDER BY created_us"
-            )
-        else:
-            rows = self._all(
-                "SELECT * FROM ironlog.api_keys WHERE tenant=%s ORDER BY created_us", (tenant,)
-            )
-        return [self._key(r) for r in rows]
-
-    def update_api_key(
-        self, key_id: str, *, expires_us: int | None = None, revoked_us: int | None = None
-    ) -> None:
-        if self.get_api_key(key_id) is None:
-            raise NotFoundError(f"API key {key_id!r} does not exist")
-        if expires_us is not None:
-            self._exec(
-                "UPDATE ironlog.api_keys SET expires_us=%s WHERE key_id=%s", (expires_us, key_id)
-            )
-        if revoked_us is not None:
-            self._exec(
-                "UPDATE ironlog.api_keys SET revoked_us=%s WHERE key_id=%s", (revoked_us, key_id)
-            )
 
     def close(self) -> None:
         """The pool is the driver's."""
