@@ -20,7 +20,7 @@ import anyio.to_thread
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc.status_pb2 import Status
-from litestar import Request, Response, post
+from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
@@ -33,6 +33,7 @@ from ironlog.errors import (
     http_status,
 )
 from ironlog.service.http.deps import limits, principal, state
+from ironlog.service.http.routing import post
 from ironlog.service.ingest.otlp import JSON, PROTOBUF, OtlpError, decode_request, entries_of
 
 RETRY_AFTER_UNAVAILABLE = "5"
