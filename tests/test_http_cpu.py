@@ -1,6 +1,6 @@
 """The per-request cost of the routes' guards: Litestar 2 gives every guard a
 fresh copy of the route handler at every request (~40 µs each, two guards a
-route), ironlog's route decorators (``service/http/routing.py``) give it the
+route), ironlog's route decorators (``service/routing.py``) give it the
 handler itself.  In process (Litestar's TestClient over ``create_app``), as
 the copies cannot be seen from outside; ``benchmarks/bench_http_cpu.py``
 measures the time."""
@@ -20,7 +20,7 @@ from ironlog.engine.api_keys import KeyManager
 from ironlog.engine.instance import Ironlog
 from ironlog.service.config import ServeConfig
 from ironlog.service.http.app import create_app
-from ironlog.service.http.routing import Handler
+from ironlog.service.routing import Handler
 
 # Litestar 2.25 warns, when the app is built, of what Litestar 3 will refuse
 # (inferred dependencies such as ``lg``, inferred query parameters,

@@ -18,7 +18,7 @@ import msgspec
 from litestar import Request, Response, Router
 
 from ironlog.errors import NotFoundError
-from ironlog.service.http.routing import get
+from ironlog.service.routing import get
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -27,7 +27,7 @@ from ironlog.service.http.access import (
 )
 from ironlog.service.http.codec import json_response, key_json, parse_body, signing_key_json
 from ironlog.service.http.deps import AnyRequest, state
-from ironlog.service.http.routing import delete, get, post, put
+from ironlog.service.routing import delete, get, post, put
 from ironlog.store.base import Durability, LogInfo, parse_indexes
 
 

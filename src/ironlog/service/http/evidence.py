@@ -21,7 +21,7 @@ from ironlog.core.timeparse import parse_time
 from ironlog.engine.export import bundle_chunks, evidence_bundle
 from ironlog.service.http.access import can_read
 from ironlog.service.http.deps import state
-from ironlog.service.http.routing import get
+from ironlog.service.routing import get
 
 
 @get(

@@ -39,8 +39,8 @@ from ironlog.errors import InvalidRequestError
 from ironlog.service.http.access import can_read, operator, tenant_admin
 from ironlog.service.http.codec import parse_body
 from ironlog.service.http.deps import principal
-from ironlog.service.http.routing import get, put
 from ironlog.service.http.tenant_metrics import DEFAULT_MAX_TENANTS, TenantMetrics
+from ironlog.service.routing import get, put
 
 DEFAULT_RANGE_US = 24 * 3600 * 1_000_000
 DEFAULT_USAGE_DAYS = 30

@@ -14,7 +14,7 @@ from ironlog.service.http.access import any_reader, operator
 from ironlog.service.http.codec import json_response, parse_body
 from ironlog.service.http.deps import AnyRequest, state
 from ironlog.service.http.errors import error_response
-from ironlog.service.http.routing import get, post
+from ironlog.service.routing import get, post
 
 # --- health -------------------------------------------------------------------
 

@@ -33,8 +33,8 @@ from ironlog.errors import (
     http_status,
 )
 from ironlog.service.http.deps import limits, principal, state
-from ironlog.service.http.routing import post
 from ironlog.service.ingest.otlp import JSON, PROTOBUF, OtlpError, decode_request, entries_of
+from ironlog.service.routing import post
 
 RETRY_AFTER_UNAVAILABLE = "5"
 # HTTP status -> google.rpc.Code

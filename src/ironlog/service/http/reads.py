@@ -19,7 +19,7 @@ from ironlog.errors import FormatError, InvalidRequestError, NotFoundError
 from ironlog.service.http.access import can_read, public_or_read
 from ironlog.service.http.codec import json_response
 from ironlog.service.http.deps import AnyRequest, state
-from ironlog.service.http.routing import get
+from ironlog.service.routing import get
 from ironlog.store.base import Query
 
 IMMUTABLE = "public, max-age=31536000, immutable"

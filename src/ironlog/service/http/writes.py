@@ -24,8 +24,8 @@ from ironlog.errors import (
 from ironlog.service.http.access import can_append
 from ironlog.service.http.codec import TLOG_PROOF_TYPE, batch_json, json_response, receipt_json
 from ironlog.service.http.deps import AnyRequest, limits, state
-from ironlog.service.http.routing import post
 from ironlog.service.limits import BatchBudget
+from ironlog.service.routing import post
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
 
