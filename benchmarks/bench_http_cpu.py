@@ -14,8 +14,10 @@ the CPU time of a round over its requests, in microseconds, min and median:
 
 ``--src PATH`` measures another checkout instead (``PATH/src`` first on
 ``sys.path``; it must have the same dependencies).  ``--against PATH`` runs
-this checkout and PATH alternately in subprocesses (``--repeat`` times each,
-keeping each one's best) and prints them side by side.
+this checkout and PATH in two subprocesses at once, a round of one then a
+round of the other (``--rounds`` x ``--repeat`` rounds each), so that both
+see the same load of the machine, and prints them side by side
+(``--sequential``: whole runs one after the other, ``--repeat`` times each).
 
 Usage: python benchmarks/bench_http_cpu.py [--rounds 7] [--requests 300]
        [--against /work/before] [--json out.json]
@@ -165,6 +167,61 @@ async def _measure(rounds: int, n: int, kinds: tuple[str, ...]) -> dict[str, Any
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
+async def _serve(kinds: tuple[str, ...]) -> None:
+    """Rounds on demand: reads "KIND N" lines, answers each with the CPU µs
+    per request of N such requests (``--against`` interleaves two of these)."""
+    data = Path(tempfile.mkdtemp(prefix="ironlog-bench-cpu-")) / "data"
+    try:
+        app, key = _app(data)
+        reqs = _requests(_Client(app, key))
+        for _ in range(200):
+            status, text = await reqs["append"]()
+            assert status == 201, (status, text)
+        for kind in kinds:
+            for _ in range(50):
+                status, text = await reqs[kind]()
+                assert status == (201 if kind == "append" else 200), (kind, status, text[:300])
+        print("ready", flush=True)
+        for line in sys.stdin:
+            kind, n = line.split()
+            t0 = time.process_time()
+            for _ in range(int(n)):
+                await reqs[kind]()
+            print((time.process_time() - t0) / int(n) * 1e6, flush=True)
+    finally:
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def _interleaved(srcs: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Both checkouts at once, a round of one then a round of the other, so
+    that both see the same load of the machine."""
+    procs = []
+    for src in srcs:
+        cmd = [sys.executable, __file__, "--kinds", ",".join(args.kinds), "--serve", "--src", src]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        per: list[dict[str, list[float]]] = [{k: [] for k in args.kinds} for _ in procs]
+        for _ in range(args.rounds * args.repeat):
+            for kind in args.kinds:
+                for i, p in enumerate(procs):
+                    assert p.stdin is not None and p.stdout is not None
+                    p.stdin.write(f"{kind} {args.requests}\n")
+                    p.stdin.flush()
+                    per[i][kind].append(float(p.stdout.readline()))
+        return [
+            {k: {"min": min(v), "median": statistics.median(v), "rounds": v} for k, v in r.items()}
+            for r in per
+        ]
+    finally:
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.close()
+            p.wait()
+
+
 def _child(src: str | None, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--rounds", str(args.rounds), "--requests", str(args.requests)]
     cmd += ["--kinds", ",".join(args.kinds), "--raw"]
@@ -194,7 +251,13 @@ def main() -> None:
     ap.add_argument("--against", help="measure this checkout and PATH, side by side")
     ap.add_argument("--repeat", type=int, default=2, help="with --against: runs of each")
     ap.add_argument("--json", help="write the figures there")
+    ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --against: whole runs one after the other, not round by round",
+    )
     ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.kinds = tuple(k for k in args.kinds.split(",") if k)
     if unknown := set(args.kinds) - set(KINDS):
@@ -202,11 +265,16 @@ def main() -> None:
     if args.against:
         here: list[dict[str, Any]] = []
         there: list[dict[str, Any]] = []
-        for _ in range(args.repeat):  # alternately, so both see the same machine load
-            there.append(_child(str(Path(args.against).resolve()), args))
-            here.append(_child(str(ROOT), args))
+        if args.sequential:
+            for _ in range(args.repeat):  # alternately, so both see the same machine load
+                there.append(_child(str(Path(args.against).resolve()), args))
+                here.append(_child(str(ROOT), args))
+        else:
+            got = _interleaved([str(Path(args.against).resolve()), str(ROOT)], args)
+            there, here = [got[0]], [got[1]]
         a, b = _best(there, args.kinds), _best(here, args.kinds)
-        print(f"CPU µs per request (min / median of {args.rounds} rounds x {args.requests})")
+        rounds = args.rounds * (1 if args.sequential else args.repeat)
+        print(f"CPU µs per request (min / median of {rounds} rounds x {args.requests})")
         print(f"{'':10} {'against':>17} {'this checkout':>17} {'change (min)':>13}")
         for k in args.kinds:
             ratio = (b[k]["min"] / a[k]["min"] - 1) * 100
@@ -224,6 +292,9 @@ def main() -> None:
     where = str(Path(ironlog.__file__).resolve())
     if args.src and not where.startswith(str(Path(args.src).resolve())):
         sys.exit(f"ironlog came from {where}, not {args.src}")
+    if args.serve:
+        asyncio.run(_serve(args.kinds))
+        return
     results = asyncio.run(_measure(args.rounds, args.requests, args.kinds))
     if args.raw:
         print(json.dumps(results))
