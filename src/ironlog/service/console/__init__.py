@@ -15,9 +15,10 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, get
+from litestar import Request, Response, Router
 
 from ironlog.errors import NotFoundError
+from ironlog.service.routing import get
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio.to_thread
 import msgspec
-from litestar import Response, Router, delete, get, post, put
+from litestar import Response, Router
 
 from ironlog.core.policy import parse_policy
 from ironlog.engine.api_keys import Principal, actor, parse_scopes
@@ -27,6 +27,7 @@ from ironlog.service.http.access import (
 )
 from ironlog.service.http.codec import json_response, key_json, parse_body, signing_key_json
 from ironlog.service.http.deps import AnyRequest, state
+from ironlog.service.routing import delete, get, post, put
 from ironlog.store.base import Durability, LogInfo, parse_indexes
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, get
+from litestar import Request
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -21,6 +21,7 @@ from ironlog.core.timeparse import parse_time
 from ironlog.engine.export import bundle_chunks, evidence_bundle
 from ironlog.service.http.access import can_read
 from ironlog.service.http.deps import state
+from ironlog.service.routing import get
 
 
 @get(

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
-from litestar import Request, get, put
+from litestar import Request
 from litestar.params import Parameter
 from prometheus_client import CollectorRegistry
 
@@ -40,6 +40,7 @@ from ironlog.service.http.access import can_read, operator, tenant_admin
 from ironlog.service.http.codec import parse_body
 from ironlog.service.http.deps import principal
 from ironlog.service.http.tenant_metrics import DEFAULT_MAX_TENANTS, TenantMetrics
+from ironlog.service.routing import get, put
 
 DEFAULT_RANGE_US = 24 * 3600 * 1_000_000
 DEFAULT_USAGE_DAYS = 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import anyio.to_thread
 import msgspec
-from litestar import Response, Router, get, post
+from litestar import Response, Router
 
 from ironlog.engine.api_keys import Principal, actor
 from ironlog.engine.instance import SYSTEM_LOG
@@ -14,6 +14,7 @@ from ironlog.service.http.access import any_reader, operator
 from ironlog.service.http.codec import json_response, parse_body
 from ironlog.service.http.deps import AnyRequest, state
 from ironlog.service.http.errors import error_response
+from ironlog.service.routing import get, post
 
 # --- health -------------------------------------------------------------------
 

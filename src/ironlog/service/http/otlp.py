@@ -20,7 +20,7 @@ import anyio.to_thread
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc.status_pb2 import Status
-from litestar import Request, Response, post
+from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
@@ -34,6 +34,7 @@ from ironlog.errors import (
 )
 from ironlog.service.http.deps import limits, principal, state
 from ironlog.service.ingest.otlp import JSON, PROTOBUF, OtlpError, decode_request, entries_of
+from ironlog.service.routing import post
 
 RETRY_AFTER_UNAVAILABLE = "5"
 # HTTP status -> google.rpc.Code

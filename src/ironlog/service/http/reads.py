@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from litestar import Response, Router, get
+from litestar import Response, Router
 
 from ironlog.core.entry import now_us
 from ironlog.core.merkle import leaf_hash
@@ -19,6 +19,7 @@ from ironlog.errors import FormatError, InvalidRequestError, NotFoundError
 from ironlog.service.http.access import can_read, public_or_read
 from ironlog.service.http.codec import json_response
 from ironlog.service.http.deps import AnyRequest, state
+from ironlog.service.routing import get
 from ironlog.store.base import Query
 
 IMMUTABLE = "public, max-age=31536000, immutable"

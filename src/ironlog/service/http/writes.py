@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import anyio.to_thread
-from litestar import Response, post
+from litestar import Response
 from litestar.exceptions import HTTPException
 
 from ironlog.core.entry import now_us, prepare_json, prepare_ndjson
@@ -25,6 +25,7 @@ from ironlog.service.http.access import can_append
 from ironlog.service.http.codec import TLOG_PROOF_TYPE, batch_json, json_response, receipt_json
 from ironlog.service.http.deps import AnyRequest, limits, state
 from ironlog.service.limits import BatchBudget
+from ironlog.service.routing import post
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
 
