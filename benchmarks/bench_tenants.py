@@ -153,8 +153,14 @@ def _run_all(
     return time.perf_counter() - start, latencies
 
 
-def _post(client: httpx.Client, url: str, key: str, body: Any) -> httpx.Response:
-    r = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+def _post(client: httpx.Client, url: str, key: str, body: Any) -> httpx.Response | None:
+    """The answer (counted by status); None when the connection failed
+    (counted as status 0: a server out of descriptors resets connections)."""
+    try:
+        r = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+    except httpx.TransportError:
+        _count(0)
+        return None
     _count(r.status_code)
     return r
 
@@ -183,7 +189,7 @@ def main() -> None:
                 r = _post(
                     c, f"{url}/v1/tenants/{t}/keys", op, {"scopes": ["append", "read"], "name": "b"}
                 )
-                if r.status_code in (200, 201):
+                if r is not None and r.status_code in (200, 201):
                     keys[t] = r.json()["key"]
 
             return job
@@ -242,15 +248,28 @@ def main() -> None:
             "ratio_spread_to_one": round(spread / one, 3),
         }
         results["at_end"] = srv.resources()
-        with httpx.Client(timeout=120) as c:
-            r = c.get(f"{url}/v1/integrity", headers={"Authorization": f"Bearer {op}"})
-            _count(r.status_code)
-            body = r.json() if r.status_code == 200 else {}
-            rows = body.get("logs", body) if isinstance(body, dict) else body
-            failed = [x for x in rows if isinstance(x, dict) and x.get("failure")]
-            results["integrity_failures"] = len(failed)
+        with httpx.Client(timeout=300) as c:
+            t = time.perf_counter()
+            try:
+                r = c.get(f"{url}/v1/integrity", headers={"Authorization": f"Bearer {op}"})
+            except httpx.TransportError as e:
+                _count(0)
+                results["integrity_failures"] = f"no answer: {type(e).__name__}"
+            else:
+                _count(r.status_code)
+                results["integrity_report_s"] = round(time.perf_counter() - t, 2)
+                body = r.json() if r.status_code == 200 else {}
+                rows = body.get("logs", body) if isinstance(body, dict) else body
+                failed = [x for x in rows if isinstance(x, dict) and x.get("failure")]
+                results["integrity_status"] = r.status_code
+                results["integrity_failures"] = len(failed)
+                results["unwritable_logs"] = sum(
+                    1 for x in rows if isinstance(x, dict) and x.get("writable") is False
+                )
+        results["after_integrity"] = srv.resources()
         results["answers"] = {str(k): v for k, v in sorted(STATUS.items())}
         results["5xx"] = sum(v for k, v in STATUS.items() if k >= 500)
+        results["connection_errors"] = STATUS.get(0, 0)
     finally:
         srv.stop()
         cleanup(tmp)

@@ -79,7 +79,13 @@ def serve(
       ironlog serve --config /etc/ironlog/ironlog.toml
       ironlog serve --listen syslog-tcp:0.0.0.0:6514=acme/syslog
     """
-    from ironlog.service.server import ServeConfig, bind_http, first_start, run
+    from ironlog.service.server import (
+        ServeConfig,
+        bind_http,
+        first_start,
+        raise_nofile_limit,
+        run,
+    )
 
     data: Path = dd.path
     cfg = ServeConfig.load(config)
@@ -100,8 +106,11 @@ def serve(
     cfg.add_witness_allow(witness_allow)
     listening = list(cfg.check_listeners(data))  # checks only: nothing created yet
     sock = bind_http(cfg)
-    for line in first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert)):
+    nofile = raise_nofile_limit()  # before anything opens a log; workers inherit it
+    for i, line in enumerate(first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert))):
         click.echo(line)
+        if i == 0:
+            click.echo(nofile)
     for line in listening:
         click.echo(line)
     run(data, cfg, sock)

@@ -260,13 +260,18 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
                 def record(size: int, t: str = tenant, n: str = name) -> None:
                     self.control.record_log_size(t, n, size)
 
-            lg = Log(
-                info,
-                self.driver.open_log(info),
-                ring,
-                known_size=self.control.log_size(tenant, name),
-                record_size=record,
-            )
+            store = self.driver.open_log(info)
+            try:
+                lg = Log(
+                    info,
+                    store,
+                    ring,
+                    known_size=self.control.log_size(tenant, name),
+                    record_size=record,
+                )
+            except BaseException:  # out of descriptors, say: nothing stays open
+                store.close()
+                raise
             lg.service_only = name == SYSTEM_LOG
             lg.commit_observers.extend(self.commit_observers)
             self._logs[key] = lg

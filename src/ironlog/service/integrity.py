@@ -4,6 +4,8 @@ A thread re-checks every log: new data as it lands (an incremental audit that
 resumes from the last verified tree state) and the whole log from scratch
 every ``full_interval`` seconds.  A log that fails is marked unhealthy, so it
 refuses writes (HTTP 503 with the reason) until an operator clears it.
+Running out of descriptors, memory or disk (ResourceExhaustedError) is no
+finding: the log is checked again in the next pass.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ironlog.engine.audit import audit_log
 from ironlog.engine.checks import beyond_head
 from ironlog.engine.instance import Ironlog
 from ironlog.engine.log import Log
-from ironlog.errors import IronlogError, VerificationError
+from ironlog.errors import IronlogError, ResourceExhaustedError, VerificationError
 
 log = logging.getLogger("ironlog.integrity")
 
@@ -77,12 +79,17 @@ class IntegrityChecker:
         for info, lg in self.il.each_log():
             if self._stop.is_set():
                 return
+            if isinstance(lg, ResourceExhaustedError):  # not a finding: the next pass retries
+                log.warning("integrity check of %s postponed: %s", info.path, lg)
+                continue
             if isinstance(lg, IronlogError):
                 self._failed(info.path, str(lg))
                 continue
             try:
                 self.il.check_log_settings(info.tenant, info.name)
                 self.check(info.path)
+            except ResourceExhaustedError as e:
+                log.warning("integrity check of %s postponed: %s", info.path, e)
             except IronlogError as e:
                 self._failed(info.path, str(e))
             except Exception:  # isolate one log from the rest; never leak internals

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -21,6 +22,20 @@ from ironlog.service.limits import ENV as LIMITS_ENV
 from ironlog.service.limits import Limits
 from ironlog.service.outbound import ENV as WITNESS_ALLOW_ENV
 from ironlog.service.outbound import OutboundPolicy
+
+
+def raise_nofile_limit() -> str:
+    """Raise the soft descriptor limit to the hard one (every log a worker
+    holds open costs a few descriptors; systemd's default soft limit is
+    1024) and say what it is: a line for the start-up banner."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as e:
+            return f"file descriptors: limit {soft} (could not raise it to {hard}: {e})"
+        return f"file descriptors: limit raised from {soft} to {hard}"
+    return f"file descriptors: limit {soft}"
 
 
 def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator[str]:

@@ -41,8 +41,10 @@ from ironlog.errors import (
     LogUnavailableError,
     PermissionDeniedError,
     RateLimitedError,
+    ResourceExhaustedError,
     TooLargeError,
     http_status,
+    resource_exhausted,
 )
 from ironlog.service.cosigning import Witnessing
 from ironlog.service.http.codec import (
@@ -82,7 +84,7 @@ def _error(
 def _on_ironlog_error(request: Request[Any, Any, Any], exc: IronlogError) -> Response[bytes]:
     status = http_status(exc)
     state(request).metrics.errors.labels(exc.code).inc()
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, (RateLimitedError, ResourceExhaustedError)):
         return _error(status, exc.code, str(exc), {"Retry-After": str(exc.retry_after)})
     if status >= 500 and status != 503:
         log.error("server error: %s", exc)
@@ -102,7 +104,10 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
     return _error(exc.status_code, code, msg, exc.headers)
 
 
-def _on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    exhausted = resource_exhausted(exc)  # out of descriptors or memory: retry, not a 500
+    if exhausted is not None:
+        return _on_ironlog_error(request, exhausted)
     log.error("unexpected error: %s", type(exc).__name__)  # never the request body
     return _error(500, "internal", "internal error")
 

@@ -201,8 +201,8 @@ class SqliteLogStore(LogStore):
     ) -> BatchResult:
         con = self._write()
         with (
+            translated(f"append to {self.info.path}"),  # the lock file's open too
             self._process_lock(),
-            translated(f"append to {self.info.path}"),
             transaction(con),
         ):
             if idempotency:
@@ -261,7 +261,7 @@ class SqliteLogStore(LogStore):
 
     def add_checkpoint(self, size: int, root: bytes, note: str) -> None:
         con = self._write()
-        with self._process_lock(), translated(f"sign {self.info.path}"), transaction(con):
+        with translated(f"sign {self.info.path}"), self._process_lock(), transaction(con):
             _insert_checkpoint(con, "INSERT OR IGNORE", size, note)
             con.execute(
                 "UPDATE head SET checkpoint=? WHERE id=1 AND size=? AND root=?",
@@ -301,7 +301,7 @@ class SqliteLogStore(LogStore):
         if self.info.durability.mode == "off":
             # synchronous=OFF: SQLite synced nothing, not even the database
             # file after moving WAL frames into it.
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = self._open_for_fsync(self.path)
             try:
                 os.fsync(fd)
             finally:
@@ -310,9 +310,16 @@ class SqliteLogStore(LogStore):
             wal = Path(str(self.path) + "-wal")
             if not wal.exists():
                 return
-            self._wal_fd = os.open(wal, os.O_RDONLY)
+            self._wal_fd = self._open_for_fsync(wal)
         os.fsync(self._wal_fd)
         self.fsyncs += 1
+
+    def _open_for_fsync(self, path: Path) -> int:
+        """A descriptor to fsync through.  Failing to get one (no descriptor
+        left) is a ResourceExhaustedError: nothing was lost yet, the next
+        round retries; only a failed fsync itself is a durability failure."""
+        with translated(f"sync {self.info.path}"):
+            return os.open(path, os.O_RDONLY)
 
     # -- reading -------------------------------------------------------------
     def head(self) -> Head:

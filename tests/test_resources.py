@@ -1,0 +1,123 @@
+"""Running out of resources (descriptors) is never an integrity failure: a
+real server under a low ``ulimit -n`` answers 503 with Retry-After while its
+descriptors are exhausted, marks no log unhealthy, and serves again once
+descriptors are free (issue 16)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import BIN
+from tests.server import Server, _free_port, _limit_nofile, run_server
+from tests.test_client import tenant_log
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@contextlib.contextmanager
+def _exhausted(s: Server, limit: int) -> Iterator[None]:
+    """Idle connections to ``s`` until it holds ``limit`` descriptors (the
+    server accepts each one: a descriptor); closed after."""
+    socks: list[socket.socket] = []
+    try:
+        stalled = 0
+        while _fds(s.pid) < limit and stalled < 50:
+            before = _fds(s.pid)
+            for _ in range(8):
+                socks.append(socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1]))))
+            time.sleep(0.02)
+            stalled = stalled + 1 if _fds(s.pid) <= before else 0
+        assert _fds(s.pid) >= limit - 2, _fds(s.pid)
+        yield
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_out_of_descriptors_is_a_503_with_retry_after_never_an_integrity_failure(
+    tmp_path: Path,
+) -> None:
+    limit = 160
+    with run_server(tmp_path / "data", nofile=limit) as s:
+        key = tenant_log(s, "fd", "warm")
+        auth = {"Authorization": f"Bearer {key}"}
+        # One connection, opened before the descriptors run out.
+        with httpx.Client(
+            base_url=s.url, headers=auth, timeout=30, limits=httpx.Limits(max_connections=1)
+        ) as c:
+            cold = [f"cold{i}" for i in range(6)]
+            for name in cold:
+                assert c.post("/v1/tenants/fd/logs", json={"name": name}).status_code == 201
+            for i in range(3):
+                assert c.post("/v1/logs/fd/warm/entries", json={"n": i}).status_code == 201
+            answers: list[httpx.Response] = []
+            with _exhausted(s, limit):
+                for name in cold:  # a log never opened: its database cannot be
+                    answers.append(c.post(f"/v1/logs/fd/{name}/entries", json={"n": 0}))
+                for i in range(3):
+                    answers.append(c.get(f"/v1/logs/fd/warm/entries/{i}"))
+                answers.append(c.post("/v1/logs/fd/warm/entries", json={"n": 9}))
+                time.sleep(1.5)  # the integrity checker (every 0.2 s here) meets it too
+                for name in cold:
+                    answers.append(c.post(f"/v1/logs/fd/{name}/entries", json={"n": 0}))
+            statuses = [r.status_code for r in answers]
+            assert all(code in (200, 201, 503) for code in statuses), statuses
+            refused = [r for r in answers if r.status_code == 503]
+            assert refused, statuses  # the descriptors did run out
+            for r in refused:
+                assert r.json()["error"]["code"] == "resource_exhausted", r.text
+                assert int(r.headers["Retry-After"]) >= 1
+                assert "retry" in r.json()["error"]["message"]
+        time.sleep(1.5)  # the server accepts again, and closes the idle connections
+        with httpx.Client(base_url=s.url, headers=auth, timeout=30) as c:
+            for name in [*cold, "warm"]:  # appends resume: nothing was marked unhealthy
+                r = c.post(f"/v1/logs/fd/{name}/entries", json={"n": 1})
+                assert r.status_code == 201, r.text
+                assert c.get(f"/v1/logs/fd/{name}").json()["healthy"] is True
+            time.sleep(0.5)
+            op = {"Authorization": f"Bearer {s.operator}"}
+            report = c.get("/v1/integrity", headers=op).json()
+            rows = report.get("logs", report) if isinstance(report, dict) else report
+            mine = [x for x in rows if x["log"].startswith("fd/")]
+            assert len(mine) == len(cold) + 2  # its logs and its system log
+            for row in mine:
+                assert row["failure"] is None, row
+                assert row["writable"] is True, row
+
+
+def _soft_nofile(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no Max open files")
+
+
+def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one_and_says_so(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "ironlog"), "--data", str(tmp_path / "data"), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: _limit_nofile((300, 1500)),
+    )
+    assert proc.stdout is not None
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert lines[1] == "file descriptors: limit raised from 300 to 1500\n", lines
+        assert _soft_nofile(proc.pid) == 1500  # the serving process (its one worker)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
