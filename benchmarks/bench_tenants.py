@@ -14,6 +14,7 @@ Starts ``ironlog serve`` (one worker by default) with a descriptor limit
 
 Usage: python benchmarks/bench_tenants.py [--tenants 2000] [--logs 5]
        [--workers 1] [--nofile 4096] [--concurrency 16] [--seconds 10]
+       [--max-open-logs N]
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _count(status: int) -> None:
 
 
 class Server:
-    def __init__(self, data: Path, workers: int, nofile: int) -> None:
+    def __init__(self, data: Path, workers: int, nofile: int, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         ironlog = str(Path(sys.executable).parent / "ironlog")
@@ -60,7 +61,7 @@ class Server:
 
         cmd = [ironlog, "--data", str(data), "serve", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [*cmd, "--workers", str(workers)],
+            [*cmd, "--workers", str(workers), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -173,10 +174,14 @@ def main() -> None:
     p.add_argument("--nofile", type=int, default=4096)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument(
+        "--max-open-logs", type=int, default=None, help="serve --max-open-logs (default: its own)"
+    )
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ironlog-bench-tenants-"))
-    srv = Server(tmp / "data", args.workers, args.nofile)
+    extra = () if args.max_open_logs is None else ("--max-open-logs", str(args.max_open_logs))
+    srv = Server(tmp / "data", args.workers, args.nofile, extra)
     results: dict[str, Any] = {"args": vars(args)}
     keys: dict[str, str] = {}
     try:

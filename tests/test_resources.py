@@ -5,12 +5,17 @@ descriptors are free (issue 16)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import json
 import os
+import random
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -121,3 +126,90 @@ def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one_and_says_so(
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_many_logs_under_ulimit_1024_stay_within_descriptors_and_threads(tmp_path: Path) -> None:
+    """1,200 logs (24 tenants x 50) with at most 100 open: creating them and
+    appending to each in random order gives no 5xx, descriptors stay under the
+    limit with headroom and threads under a fixed number, and every
+    acknowledged append is there after its log was closed and reopened."""
+    limit, cap, tenants, per_tenant = 1024, 100, 24, 50
+    cfg = tmp_path / "ironlog.toml"
+    cfg.write_text(f"max_open_logs = {cap}\nverify_interval = 2.0\nfull_verify_interval = 30.0\n")
+    peak = {"fds": 0, "threads": 0}
+    with run_server(tmp_path / "data", "--config", str(cfg), nofile=limit) as s:
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    peak["fds"] = max(peak["fds"], _fds(s.pid))
+                    peak["threads"] = max(peak["threads"], _threads(s.pid))
+                stop.wait(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        statuses: collections.Counter[int] = collections.Counter()
+        try:
+            keys = {f"m{t:02d}": tenant_log(s, f"m{t:02d}", "l0") for t in range(tenants)}
+            logs = [(t, f"l{i}") for t in keys for i in range(per_tenant)]
+
+            def run(jobs: list[tuple[str, str, str, dict[str, int] | None]]) -> None:
+                local = threading.local()
+                clients: list[httpx.Client] = []
+
+                def one(job: tuple[str, str, str, dict[str, int] | None]) -> None:
+                    c = getattr(local, "c", None)
+                    if c is None:
+                        c = local.c = httpx.Client(base_url=s.url, timeout=60)
+                        clients.append(c)
+                    tenant, path, method, body = job
+                    auth = {"Authorization": f"Bearer {keys[tenant]}"}
+                    r = c.request(method, path, json=body, headers=auth)
+                    statuses[r.status_code] += 1
+
+                try:
+                    with ThreadPoolExecutor(8) as ex:
+                        list(ex.map(one, jobs))
+                finally:
+                    for c in clients:
+                        c.close()
+
+            run([(t, f"/v1/tenants/{t}/logs", "POST", {"name": n}) for t, n in logs if n != "l0"])
+            order = logs[:]
+            random.Random(16).shuffle(order)
+            run([(t, f"/v1/logs/{t}/{n}/entries", "POST", {"n": 1}) for t, n in order])
+            sample_logs = random.Random(17).sample(logs, 60)
+            with httpx.Client(base_url=s.url, timeout=60) as c:
+                for t, n in sample_logs:  # acknowledged appends survived closing
+                    auth = {"Authorization": f"Bearer {keys[t]}"}
+                    info = c.get(f"/v1/logs/{t}/{n}", headers=auth).json()
+                    assert info["size"] == 1 and info["healthy"] is True, info
+                    r = c.get(f"/v1/logs/{t}/{n}/entries/0", headers=auth)
+                    assert r.status_code == 200, r.text
+                    assert json.loads(r.json()["entry"])["n"] == 1
+                op = {"Authorization": f"Bearer {s.operator}"}
+                metrics = c.get("/metrics", headers=op).text
+            open_logs = _metric(metrics, "ironlog_open_logs")
+            assert open_logs <= cap + 20, open_logs
+            assert _metric(metrics, "ironlog_log_evictions_total") > 0
+        finally:
+            stop.set()
+            sampler.join()
+    print(f"peak descriptors and threads: {peak}; open logs at the end: {open_logs}")
+    assert set(statuses) == {201}, statuses
+    assert statuses[201] == 2 * len(logs) - tenants
+    assert peak["fds"] < limit - 100, peak  # headroom
+    assert peak["threads"] < 2 * cap, peak
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -136,6 +136,7 @@ RESOURCE_MESSAGES = (
     "out of memory",
     "too many open files",
     "no space left on device",
+    "cannot operate on a closed database",  # released by the LRU of open logs meanwhile
 )
 
 

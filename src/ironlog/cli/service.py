@@ -32,11 +32,19 @@ from ironlog.errors import IronlogError
     help="Requests per second allowed per API key and worker; 0 = no limit.",
 )
 @click.option(
+    "--max-open-logs",
+    type=click.IntRange(min=1),
+    help="Logs each worker keeps open at once (files and a writer thread each); the "
+    "least recently used are closed and reopened on demand (default 256; env "
+    "IRONLOG_MAX_OPEN_LOGS).",
+)
+@click.option(
     "--config",
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval, witness_allow, [[listen]] tables "
+    "rate_burst, verify_interval, full_verify_interval, max_open_logs, log_idle_seconds, "
+    "witness_allow, [[listen]] tables "
     "and a [limits] table.  "
     "Options given here win.",
 )
@@ -65,6 +73,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     rate_limit: float | None,
+    max_open_logs: int | None,
     config: Path | None,
     listen: tuple[str, ...],
     witness_allow: tuple[str, ...],
@@ -96,6 +105,7 @@ def serve(
         ("tls_cert", tls_cert),
         ("tls_key", tls_key),
         ("rate_limit", rate_limit),
+        ("max_open_logs", max_open_logs),
     ):
         if value is not None:
             setattr(cfg, name, value)

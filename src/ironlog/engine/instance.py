@@ -24,6 +24,7 @@ from ironlog.engine.api_keys import OPERATOR_LOCK
 from ironlog.engine.datadir import DEFAULT_ORIGIN_PREFIX, PRIVATE_UMASK, init_data_dir
 from ironlog.engine.log import Log
 from ironlog.engine.master_key import MasterKey, load_master_key
+from ironlog.engine.open_logs import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_OPEN_LOGS, OpenLogs
 from ironlog.engine.signing_keys import KeyRing, TenantSigningKeys
 from ironlog.engine.system_log import HOST, SYSTEM_LOG, SystemLog
 from ironlog.engine.witnesses import WitnessSettings
@@ -56,8 +57,7 @@ __all__ = [  # what other modules import from here
     "init_data_dir",
 ]
 
-# Logs of one tenant (its system log included): each holds files and open
-# descriptors for the life of the process, which all tenants share.
+# Logs of one tenant (its system log included).
 MAX_TENANT_LOGS = 1000
 
 
@@ -67,8 +67,17 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
     appends and changes are refused."""
 
     def __init__(
-        self, data_dir: Path | str, driver: Driver | None = None, *, read_only: bool = False
+        self,
+        data_dir: Path | str,
+        driver: Driver | None = None,
+        *,
+        read_only: bool = False,
+        max_open_logs: int = DEFAULT_MAX_OPEN_LOGS,
+        log_idle_seconds: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
+        """``max_open_logs``: how many logs hold files and a writer thread at
+        once (the least recently used are released, and any idle for
+        ``log_idle_seconds``; engine/open_logs.py)."""
         self.data_dir = Path(data_dir)
         self.read_only = read_only
         if not (self.data_dir / "control.db").exists():
@@ -80,6 +89,9 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         self._master: MasterKey | None = None
         self._logs: dict[tuple[str, str], Log] = {}
         self._lock = threading.Lock()
+        self.open_logs = OpenLogs(max_open_logs, log_idle_seconds)
+        # reopen_observers(seconds): a released log reopened (its head checked again)
+        self.reopen_observers: list[Callable[[float], None]] = []
         # Added to every log opened from here (metrics, for instance).
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
 
@@ -225,29 +237,29 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         with self._lock:
             lg = self._logs.get(key)
             if lg is not None and time.monotonic() - lg.opened_at < self.QUARANTINE_RECHECK_SECONDS:
-                return lg
+                return self._in_use(lg)
             try:
                 info = self.log_info(tenant, name)
             except NotFoundError:
                 if lg is not None:  # deleted meanwhile (by another process)
                     del self._logs[key]
-                    lg.close()
+                    self._close_log(lg)
                 raise
             if info.quarantined is not None:
                 if lg is not None:
                     del self._logs[key]
-                    lg.close()
+                    self._close_log(lg)
                 raise LogQuarantinedError(
                     f"log {info.path} is quarantined by the operator: {info.quarantined}"
                 )
             if info.damaged is not None:  # never opened with what its row may not mean
                 if lg is not None:
                     del self._logs[key]
-                    lg.close()
+                    self._close_log(lg)
                 raise IntegrityError(f"log {info.path} is refused: {info.damaged}")
             if lg is not None:
                 lg.opened_at = time.monotonic()
-                return lg
+                return self._in_use(lg)
             self.tenant(tenant)
             ring = KeyRing(
                 info.origin,
@@ -274,8 +286,23 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
                 raise
             lg.service_only = name == SYSTEM_LOG
             lg.commit_observers.extend(self.commit_observers)
+            lg.on_open = self.open_logs.touch
             self._logs[key] = lg
+            self.open_logs.touch(lg)
             return lg
+
+    def _in_use(self, lg: Log) -> Log:
+        """``lg`` asked for: most recently used, and checked again if the LRU
+        of open logs released it since."""
+        lg.touch()
+        if lg.released:
+            started = time.perf_counter()
+            lg.reopened()  # reads the head: reopens the store (and re-registers)
+            for observer in self.reopen_observers:
+                observer(time.perf_counter() - started)
+        else:
+            self.open_logs.touch(lg)
+        return lg
 
     def each_log(
         self, tenant: str | None = None, *, quarantined: bool = False
@@ -302,7 +329,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         with self._lock:
             lg = self._logs.pop((tenant, name), None)
         if lg is not None:
-            lg.close()
+            self._close_log(lg)
         return self.log_info(tenant, name)
 
     def release_log(self, tenant: str, name: str, by: str = HOST) -> LogInfo:
@@ -329,7 +356,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         with self._lock:
             lg = self._logs.pop((tenant, name), None)
         if lg is not None:
-            lg.close()
+            self._close_log(lg)
         where = self.driver.retire_log(info)
         self.control.delete_log(tenant, name)
         return where
@@ -369,7 +396,12 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
     def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
         return self.control.list_logs(tenant)
 
+    def _close_log(self, lg: Log) -> None:
+        self.open_logs.discard(lg)
+        lg.close()
+
     def close(self) -> None:
+        self.open_logs.stop()
         with self._lock:
             logs = list(self._logs.values())
             self._logs.clear()

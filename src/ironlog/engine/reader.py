@@ -44,6 +44,12 @@ class LogReader:
 
         def sign_delay(self) -> float: ...
 
+    def drop_caches(self) -> None:
+        """Forget the memoised nodes and tiles (a released log holds no memory)."""
+        with self._nodes_lock:
+            self._nodes = NodeReader(self.store.tile)
+        self._tree_size = 0
+
     def mark_unhealthy(self, reason: str) -> None:
         self.unhealthy = reason
         log.error("log %s refused for writing: %s", self.info.path, reason)

@@ -186,6 +186,19 @@ class LogWriter:
         )
         self._thread.start()
 
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._queue)
+
+    def offer(self, req: Request[object]) -> bool:
+        """Queue ``req``; False if this writer is closing (being drained)."""
+        with self._cond:
+            if self._closing:
+                return False
+            self._queue.append(req)
+            self._cond.notify()
+            return True
+
     def submit(self, req: Request[object]) -> None:
         with self._cond:
             if self._closing:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ironlog.engine.api_keys import OPERATOR_SCOPE, KeyManager
 from ironlog.engine.instance import SYSTEM_LOG, Ironlog, init_data_dir
+from ironlog.engine.open_logs import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_OPEN_LOGS
 from ironlog.errors import ConfigurationError
 from ironlog.service.ingest.listeners import check_bindable
 from ironlog.service.ingest.specs import ListenSpec
@@ -81,6 +82,9 @@ class ServeConfig:
     rate_burst: float | None = None
     verify_interval: float = 10.0
     full_verify_interval: float = 3600.0
+    # Logs a worker keeps open (files, a writer thread); idle ones close after log_idle_seconds.
+    max_open_logs: int = DEFAULT_MAX_OPEN_LOGS
+    log_idle_seconds: float = DEFAULT_IDLE_SECONDS
     listen: list[ListenSpec] = field(default_factory=list)
     # Networks (CIDR) witnesses may be in besides public addresses, e.g. "127.0.0.0/8".
     witness_allow: list[str] = field(default_factory=list)
@@ -94,7 +98,14 @@ class ServeConfig:
         cfg = cls()
         env_allow = os.environ.get(WITNESS_ALLOW_ENV, "")
         cfg.add_witness_allow(x for x in env_allow.split(",") if x.strip())
-        for name in ("verify_interval", "full_verify_interval", "rate_limit", "rate_burst"):
+        env_cap = os.environ.get("IRONLOG_MAX_OPEN_LOGS")
+        if env_cap:
+            try:
+                cfg.max_open_logs = int(env_cap)
+            except ValueError as e:
+                raise ConfigurationError("IRONLOG_MAX_OPEN_LOGS must be an integer") from e
+        names = ("verify_interval", "full_verify_interval", "rate_limit", "rate_burst")
+        for name in (*names, "log_idle_seconds"):
             env = os.environ.get(f"IRONLOG_{name.upper()}")
             if env:
                 try:
@@ -142,7 +153,9 @@ class ServeConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigurationError(f"{name} must be between {low} and {high}, not {value}")
-        positive = ["verify_interval", "full_verify_interval"]
+        if self.max_open_logs < 1:
+            raise ConfigurationError(f"max_open_logs must be >= 1, not {self.max_open_logs}")
+        positive = ["verify_interval", "full_verify_interval", "log_idle_seconds"]
         if self.rate_burst is not None:
             positive.append("rate_burst")
         for name in positive:
@@ -229,6 +242,8 @@ def run(data: Path, cfg: ServeConfig, sock: socket.socket) -> None:
     os.environ["IRONLOG_VERIFY_INTERVAL"] = str(cfg.verify_interval)
     os.environ["IRONLOG_FULL_VERIFY_INTERVAL"] = str(cfg.full_verify_interval)
     os.environ["IRONLOG_RATE_LIMIT"] = str(cfg.rate_limit)
+    os.environ["IRONLOG_MAX_OPEN_LOGS"] = str(cfg.max_open_logs)
+    os.environ["IRONLOG_LOG_IDLE_SECONDS"] = str(cfg.log_idle_seconds)
     if cfg.rate_burst is not None:
         os.environ["IRONLOG_RATE_BURST"] = str(cfg.rate_burst)
     os.environ["IRONLOG_LISTEN"] = json.dumps([s.to_dict() for s in cfg.listen])

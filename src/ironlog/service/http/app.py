@@ -34,6 +34,7 @@ from ironlog.core.timeparse import parse_time
 from ironlog.engine.api_keys import Principal, actor, parse_scopes
 from ironlog.engine.instance import PRIVATE_UMASK, SYSTEM_LOG, Ironlog
 from ironlog.engine.log import Log
+from ironlog.engine.open_logs import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_OPEN_LOGS, fitting_cap
 from ironlog.errors import (
     InvalidEntryError,
     InvalidRequestError,
@@ -689,7 +690,7 @@ def create_app(
 ) -> Litestar:
     checker = IntegrityChecker(il, verify_interval, full_verify_interval)
     meters = Metrics()
-    il.commit_observers.append(meters.observe_commit)
+    meters.attach(il)  # commits, open logs
 
     limits = limits or Limits()
     running = Listeners(limits)
@@ -766,7 +767,15 @@ def create_app_from_env() -> Litestar:
     """Factory for uvicorn workers: the data directory comes from IRONLOG_DATA."""
     os.umask(PRIVATE_UMASK)  # files 0600 (metrics, locks, probes), directories 0700
     return create_app(
-        Ironlog(Path(os.environ.get("IRONLOG_DATA", "data"))),
+        Ironlog(
+            Path(os.environ.get("IRONLOG_DATA", "data")),
+            max_open_logs=fitting_cap(
+                int(os.environ.get("IRONLOG_MAX_OPEN_LOGS", DEFAULT_MAX_OPEN_LOGS))
+            ),
+            log_idle_seconds=float(
+                os.environ.get("IRONLOG_LOG_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)
+            ),
+        ),
         verify_interval=float(os.environ.get("IRONLOG_VERIFY_INTERVAL", "10")),
         full_verify_interval=float(os.environ.get("IRONLOG_FULL_VERIFY_INTERVAL", "3600")),
         rate_limit=float(os.environ.get("IRONLOG_RATE_LIMIT", "0")),

@@ -24,6 +24,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,11 @@ class SqliteLogStore(LogStore):
         self._lock_fd: int | None = None
         self.fsyncs = 0
         self.batches = 0
+        # close() releases everything; a later use reopens (a new generation
+        # of connections) and calls on_connect.
+        self._gen = 0
+        self.on_connect: Callable[[], None] | None = None
+        self.last_used = time.monotonic()
         if not path.is_file():
             # Never a fresh empty database for a log the control store knows.
             raise IntegrityError(
@@ -160,24 +166,34 @@ class SqliteLogStore(LogStore):
         return connect(path, synchronous, self._connect_fn, self.read_only)
 
     def _read(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
+        self.last_used = time.monotonic()
+        local = self._local
+        con: sqlite3.Connection | None = getattr(local, "con", None)
+        if con is None or local.gen != self._gen:
+            gen = self._gen
             with translated(f"open {self.info.path}"):
                 con = self._connect(self.path)
                 con.execute("PRAGMA query_only=1")
-            self._local.con = con
             with self._lock:
+                if gen != self._gen:  # closed meanwhile: this one goes on the new list
+                    gen = self._gen
                 self._readers.append(con)
+            local.con, local.gen = con, gen
+            if self.on_connect is not None:
+                self.on_connect()
         return con
 
     def _write(self) -> sqlite3.Connection:
         if self.read_only:
             raise LogUnavailableError(f"log {self.info.path} is open read-only")
+        self.last_used = time.monotonic()
         if self._writer is None:
             sync = {"sync": "FULL", "interval": "NORMAL", "off": "OFF"}[self.info.durability.mode]
             with translated(f"open {self.info.path}"):
                 self._writer = self._connect(self.path, sync)
                 self._writer.execute("PRAGMA cache_size=-16000")
+            if self.on_connect is not None:
+                self.on_connect()
         return self._writer
 
     # -- writing -------------------------------------------------------------
@@ -507,7 +523,11 @@ class SqliteLogStore(LogStore):
         }
 
     def close(self) -> None:
+        """Close every connection and descriptor.  The store stays usable: a
+        later read or write opens new ones (a log released by the LRU of open
+        logs, engine/open_logs.py)."""
         with self._lock:
+            self._gen += 1
             for con in self._readers:
                 con.close()
             self._readers.clear()
