@@ -213,3 +213,30 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_idle_logs_are_closed_and_reopen_with_their_appends(tmp_path: Path) -> None:
+    cfg = tmp_path / "ironlog.toml"
+    cfg.write_text("log_idle_seconds = 0.5\nverify_interval = 60.0\n")
+    with run_server(tmp_path / "data", "--config", str(cfg)) as s:
+        key = tenant_log(s, "idle", "a")
+        auth = {"Authorization": f"Bearer {key}"}
+        op = {"Authorization": f"Bearer {s.operator}"}
+        with httpx.Client(base_url=s.url, headers=auth, timeout=30) as c:
+            before = _fds(s.pid)
+            for i in range(3):
+                assert c.post("/v1/logs/idle/a/entries", json={"n": i}).status_code == 201
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                metrics = c.get("/metrics", headers=op).text
+                if _metric(metrics, "ironlog_open_logs") == 0:
+                    break
+                time.sleep(0.2)
+            assert _metric(metrics, "ironlog_open_logs") == 0, metrics
+            assert _metric(metrics, 'ironlog_log_evictions_total{reason="idle"}') >= 1
+            assert _fds(s.pid) <= before  # its files are closed
+            r = c.post("/v1/logs/idle/a/entries", json={"n": 3})  # reopened on demand
+            assert r.status_code == 201 and r.json()["index"] == 3, r.text
+            assert c.get("/v1/logs/idle/a").json()["size"] == 4
+            metrics = c.get("/metrics", headers=op).text
+            assert _metric(metrics, "ironlog_log_reopen_seconds_count") >= 1
