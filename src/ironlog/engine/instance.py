@@ -232,12 +232,24 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
     def log(self, tenant: str, name: str) -> Log:
         """The log, opened once per process.  LogQuarantinedError if an
         operator took it out of service (noticed within a second when another
-        process did it); IntegrityError if its database file is gone."""
+        process did it); IntegrityError if its database file is gone.  One the
+        LRU of open logs released is reopened here (outside the registry's
+        lock: one slow reopen never holds up the others)."""
+        lg, new = self._log(tenant, name)
+        return lg if new else self._in_use(lg)
+
+    def released(self, tenant: str, name: str) -> bool:
+        """Whether the log was opened in this process and released since
+        (it holds no descriptors now)."""
+        lg = self._logs.get((tenant, name))
+        return lg is not None and lg.released
+
+    def _log(self, tenant: str, name: str) -> tuple[Log, bool]:
         key = (tenant, name)
         with self._lock:
             lg = self._logs.get(key)
             if lg is not None and time.monotonic() - lg.opened_at < self.QUARANTINE_RECHECK_SECONDS:
-                return self._in_use(lg)
+                return lg, False
             try:
                 info = self.log_info(tenant, name)
             except NotFoundError:
@@ -259,7 +271,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
                 raise IntegrityError(f"log {info.path} is refused: {info.damaged}")
             if lg is not None:
                 lg.opened_at = time.monotonic()
-                return self._in_use(lg)
+                return lg, False
             self.tenant(tenant)
             ring = KeyRing(
                 info.origin,
@@ -289,7 +301,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
             lg.on_open = self.open_logs.touch
             self._logs[key] = lg
             self.open_logs.touch(lg)
-            return lg
+            return lg, True
 
     def _in_use(self, lg: Log) -> Log:
         """``lg`` asked for: most recently used, and checked again if the LRU
