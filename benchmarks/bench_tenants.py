@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cleanup, dump, event, free_port, percentile
 
 STATUS: collections.Counter[int] = collections.Counter()
+ERRORS: collections.Counter[str] = collections.Counter()  # codes of the 5xx answers
 _status_lock = threading.Lock()
 
 
@@ -163,6 +164,12 @@ def _post(client: httpx.Client, url: str, key: str, body: Any) -> httpx.Response
         _count(0)
         return None
     _count(r.status_code)
+    if r.status_code >= 500:
+        with _status_lock:
+            try:
+                ERRORS[r.json()["error"]["code"]] += 1
+            except (ValueError, KeyError, TypeError):
+                ERRORS["?"] += 1
     return r
 
 
@@ -275,6 +282,7 @@ def main() -> None:
         results["answers"] = {str(k): v for k, v in sorted(STATUS.items())}
         results["5xx"] = sum(v for k, v in STATUS.items() if k >= 500)
         results["connection_errors"] = STATUS.get(0, 0)
+        results["5xx_codes"] = dict(ERRORS)
     finally:
         srv.stop()
         cleanup(tmp)

@@ -165,7 +165,11 @@ class SqliteLogStore(LogStore):
     def _connect(self, path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
         return connect(path, synchronous, self._connect_fn, self.read_only)
 
-    def _read(self) -> sqlite3.Connection:
+    def _read(self) -> _Reader:
+        """The shared reader of this thread, for one statement at a time."""
+        return _Reader(self)
+
+    def _read_con(self) -> sqlite3.Connection:
         self.last_used = time.monotonic()
         local = self._local
         con: sqlite3.Connection | None = getattr(local, "con", None)
@@ -441,7 +445,7 @@ class SqliteLogStore(LogStore):
             sql += " LIMIT ?"
             args.append(q.limit)
         with translated(f"query {self.info.path}"):
-            cur = self._read().execute(sql, args)
+            cur = self._read_con().execute(sql, args)
             while True:
                 rows = cur.fetchmany(1000)
                 if not rows:
@@ -541,6 +545,39 @@ class SqliteLogStore(LogStore):
             os.close(self._lock_fd)
             self._lock_fd = None
         self._builder = None
+
+
+class _Reader:
+    """A statement on the thread's reader connection, its rows fetched at
+    once.  The LRU of open logs may close the store (every connection) while
+    a request still holds the log: a statement meeting its connection closed
+    runs again, once, on a new one."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SqliteLogStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        try:
+            return _Rows(self._store._read_con().execute(sql, params).fetchall())
+        except sqlite3.ProgrammingError as e:
+            if "closed" not in str(e):
+                raise
+            return _Rows(self._store._read_con().execute(sql, params).fetchall())
+
+
+class _Rows:
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
 
 
 def _insert_checkpoint(con: sqlite3.Connection, verb: str, size: int, note: str) -> None:
