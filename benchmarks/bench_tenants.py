@@ -14,6 +14,7 @@ Starts ``ironlog serve`` (one worker by default) with a descriptor limit
 
 Usage: python benchmarks/bench_tenants.py [--tenants 2000] [--logs 5]
        [--workers 1] [--nofile 4096] [--concurrency 16] [--seconds 10]
+       [--max-open-logs N]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cleanup, dump, event, free_port, percentile
 
 STATUS: collections.Counter[int] = collections.Counter()
+ERRORS: collections.Counter[str] = collections.Counter()  # codes of the 5xx answers
 _status_lock = threading.Lock()
 
 
@@ -49,7 +51,7 @@ def _count(status: int) -> None:
 
 
 class Server:
-    def __init__(self, data: Path, workers: int, nofile: int) -> None:
+    def __init__(self, data: Path, workers: int, nofile: int, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         ironlog = str(Path(sys.executable).parent / "ironlog")
@@ -60,7 +62,7 @@ class Server:
 
         cmd = [ironlog, "--data", str(data), "serve", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [*cmd, "--workers", str(workers)],
+            [*cmd, "--workers", str(workers), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -153,9 +155,21 @@ def _run_all(
     return time.perf_counter() - start, latencies
 
 
-def _post(client: httpx.Client, url: str, key: str, body: Any) -> httpx.Response:
-    r = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+def _post(client: httpx.Client, url: str, key: str, body: Any) -> httpx.Response | None:
+    """The answer (counted by status); None when the connection failed
+    (counted as status 0: a server out of descriptors resets connections)."""
+    try:
+        r = client.post(url, json=body, headers={"Authorization": f"Bearer {key}"})
+    except httpx.TransportError:
+        _count(0)
+        return None
     _count(r.status_code)
+    if r.status_code >= 500:
+        with _status_lock:
+            try:
+                ERRORS[r.json()["error"]["code"]] += 1
+            except (ValueError, KeyError, TypeError):
+                ERRORS["?"] += 1
     return r
 
 
@@ -167,10 +181,14 @@ def main() -> None:
     p.add_argument("--nofile", type=int, default=4096)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument(
+        "--max-open-logs", type=int, default=None, help="serve --max-open-logs (default: its own)"
+    )
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ironlog-bench-tenants-"))
-    srv = Server(tmp / "data", args.workers, args.nofile)
+    extra = () if args.max_open_logs is None else ("--max-open-logs", str(args.max_open_logs))
+    srv = Server(tmp / "data", args.workers, args.nofile, extra)
     results: dict[str, Any] = {"args": vars(args)}
     keys: dict[str, str] = {}
     try:
@@ -183,7 +201,7 @@ def main() -> None:
                 r = _post(
                     c, f"{url}/v1/tenants/{t}/keys", op, {"scopes": ["append", "read"], "name": "b"}
                 )
-                if r.status_code in (200, 201):
+                if r is not None and r.status_code in (200, 201):
                     keys[t] = r.json()["key"]
 
             return job
@@ -242,15 +260,29 @@ def main() -> None:
             "ratio_spread_to_one": round(spread / one, 3),
         }
         results["at_end"] = srv.resources()
-        with httpx.Client(timeout=120) as c:
-            r = c.get(f"{url}/v1/integrity", headers={"Authorization": f"Bearer {op}"})
-            _count(r.status_code)
-            body = r.json() if r.status_code == 200 else {}
-            rows = body.get("logs", body) if isinstance(body, dict) else body
-            failed = [x for x in rows if isinstance(x, dict) and x.get("failure")]
-            results["integrity_failures"] = len(failed)
+        with httpx.Client(timeout=300) as c:
+            t = time.perf_counter()
+            try:
+                r = c.get(f"{url}/v1/integrity", headers={"Authorization": f"Bearer {op}"})
+            except httpx.TransportError as e:
+                _count(0)
+                results["integrity_failures"] = f"no answer: {type(e).__name__}"
+            else:
+                _count(r.status_code)
+                results["integrity_report_s"] = round(time.perf_counter() - t, 2)
+                body = r.json() if r.status_code == 200 else {}
+                rows = body.get("logs", body) if isinstance(body, dict) else body
+                failed = [x for x in rows if isinstance(x, dict) and x.get("failure")]
+                results["integrity_status"] = r.status_code
+                results["integrity_failures"] = len(failed)
+                results["unwritable_logs"] = sum(
+                    1 for x in rows if isinstance(x, dict) and x.get("writable") is False
+                )
+        results["after_integrity"] = srv.resources()
         results["answers"] = {str(k): v for k, v in sorted(STATUS.items())}
         results["5xx"] = sum(v for k, v in STATUS.items() if k >= 500)
+        results["connection_errors"] = STATUS.get(0, 0)
+        results["5xx_codes"] = dict(ERRORS)
     finally:
         srv.stop()
         cleanup(tmp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import ssl
 import subprocess
@@ -31,6 +32,10 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
+def _limit_nofile(n: int | tuple[int, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, n if isinstance(n, tuple) else (n, n))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,8 +50,11 @@ def run_server(
     verify: ssl.SSLContext | bool = True,
     port: int | None = None,
     env: dict[str, str] | None = None,
+    nofile: int | tuple[int, int] | None = None,
 ) -> Iterator[Server]:
     """Start ``ironlog serve`` as a user would, wait until it answers, stop it after.
+    ``nofile``: its descriptor limit, soft and hard, or (soft, hard) (``ulimit -n``,
+    systemd's LimitNOFILE).
 
     On a data directory that was served before, no keys are printed: the
     Server then has empty ``operator``/``demo``."""
@@ -62,6 +70,7 @@ def run_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=None if nofile is None else lambda: _limit_nofile(nofile),
     )
     assert proc.stdout is not None
     servers: list[Server] = []

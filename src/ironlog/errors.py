@@ -19,7 +19,9 @@
     ├── ConflictError                 the thing already exists
     ├── LogUnavailableError           the log refuses writes (integrity failure, closed)
     │   ├── IntegrityError            stored data does not match its signed checkpoint
-    │   └── LogQuarantinedError       an operator took the log out of service (reads too)
+    │   ├── LogQuarantinedError       an operator took the log out of service (reads too)
+    │   └── ResourceExhaustedError    out of descriptors, memory or disk, or a database locked
+    │                                 (carries retry_after; never an integrity failure)
     ├── UnreachableError              (client side) the service could not be reached
     └── ConfigurationError            missing master key, bad data directory, ...
 
@@ -29,6 +31,8 @@ mapping to HTTP statuses lives in exactly one place: ``HTTP_STATUS`` below.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class IronlogError(Exception):
@@ -117,6 +121,55 @@ class LogQuarantinedError(LogUnavailableError):
     code = "log_quarantined"
 
 
+class ResourceExhaustedError(LogUnavailableError):
+    """The process ran out of something (descriptors, memory, disk) or a
+    database stayed locked: nothing was read or written, nothing is wrong with
+    the data, and the same request may succeed in ``retry_after`` seconds."""
+
+    code = "resource_exhausted"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# What the operating system and SQLite say when a resource runs out: never
+# evidence about the data.
+RESOURCE_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC, errno.EDQUOT, errno.EAGAIN}
+)
+RESOURCE_MESSAGES = (
+    "unable to open database file",
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "out of memory",
+    "too many open files",
+    "no space left on device",
+    "cannot operate on a closed database",  # released by the LRU of open logs meanwhile
+)
+
+
+def resource_exhausted(exc: BaseException, what: str = "") -> ResourceExhaustedError | None:
+    """``exc`` as a ResourceExhaustedError if it says a resource ran out (an
+    OSError's errno, MemoryError, an sqlite3 error's message); None otherwise."""
+    if isinstance(exc, ResourceExhaustedError):
+        return exc
+    reason: str | None = None
+    if isinstance(exc, MemoryError):
+        reason = "out of memory"
+    elif isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "resource exhausted")
+    elif type(exc).__module__ == "sqlite3" or type(exc).__name__.endswith("Error"):
+        text = str(exc).lower()
+        if not isinstance(exc, IronlogError) and any(m in text for m in RESOURCE_MESSAGES):
+            reason = str(exc)
+    if reason is None:
+        return None
+    prefix = f"{what}: " if what else ""
+    return ResourceExhaustedError(f"{prefix}temporarily out of resources ({reason}); retry")
+
+
 class UnreachableError(IronlogError):
     code = "unreachable"
 
@@ -129,6 +182,7 @@ class ConfigurationError(IronlogError):
 HTTP_STATUS: tuple[tuple[type[IronlogError], int], ...] = (
     (IntegrityError, 503),
     (LogQuarantinedError, 503),
+    (ResourceExhaustedError, 503),
     (LogUnavailableError, 503),
     (ConsistencyError, 409),
     (VerificationError, 422),

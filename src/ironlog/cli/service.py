@@ -34,12 +34,19 @@ from ironlog.errors import IronlogError
     help="Requests per second allowed per API key and worker; 0 = no limit.",
 )
 @click.option(
+    "--max-open-logs",
+    type=click.IntRange(min=1),
+    help="Logs each worker keeps open at once (files and a writer thread each); the "
+    "least recently used are closed and reopened on demand (default 256; env "
+    "IRONLOG_MAX_OPEN_LOGS).",
+)
+@click.option(
     "--config",
     "config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="TOML file with any of: host, port, workers, tls_cert, tls_key, rate_limit, "
-    "rate_burst, verify_interval, full_verify_interval, witness_allow, database, "
-    "[[listen]] tables "
+    "rate_burst, verify_interval, full_verify_interval, max_open_logs, log_idle_seconds, "
+    "witness_allow, database, [[listen]] tables "
     "and a [limits] table.  "
     "Options given here win.",
 )
@@ -68,6 +75,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     rate_limit: float | None,
+    max_open_logs: int | None,
     config: Path | None,
     listen: tuple[str, ...],
     witness_allow: tuple[str, ...],
@@ -83,7 +91,7 @@ def serve(
       ironlog serve --listen syslog-tcp:0.0.0.0:6514=acme/syslog
     """
     from ironlog.service.config import ServeConfig
-    from ironlog.service.server import bind_http, first_start, run
+    from ironlog.service.server import bind_http, first_start, raise_nofile_limit, run
 
     data: Path = dd.path
     cfg = ServeConfig.load(config)
@@ -98,6 +106,7 @@ def serve(
         ("tls_cert", tls_cert),
         ("tls_key", tls_key),
         ("rate_limit", rate_limit),
+        ("max_open_logs", max_open_logs),
     ):
         if value is not None:
             setattr(cfg, name, value)
@@ -108,8 +117,11 @@ def serve(
     cfg.add_witness_allow(witness_allow)
     listening = list(cfg.check_listeners(data))  # checks only: nothing created yet
     sock = bind_http(cfg)
-    for line in first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert)):
+    nofile = raise_nofile_limit()  # before anything opens a log; workers inherit it
+    for i, line in enumerate(first_start(data, cfg.host, cfg.port, tls=bool(cfg.tls_cert))):
         click.echo(line)
+        if i == 0:
+            click.echo(nofile)
     for line in listening:
         click.echo(line)
     run(data, cfg, sock)

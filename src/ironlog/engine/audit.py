@@ -21,7 +21,7 @@ from ironlog.core.note import open_checkpoint
 from ironlog.core.tiles import TILE_WIDTH, TileBuilder, TileRef
 from ironlog.engine.checks import beyond_head
 from ironlog.engine.log import Log
-from ironlog.errors import IronlogError
+from ironlog.errors import IronlogError, ResourceExhaustedError
 from ironlog.store.base import StoredRow
 
 
@@ -69,6 +69,8 @@ def audit_log(
         _audit(lg, report, progress or (lambda n: None), resume)
     except _Stop as s:
         report.problem = s.problem
+    except ResourceExhaustedError:  # nothing was read: no finding about the data
+        raise
     except IronlogError as e:
         report.problem = Problem("head", lg.info.path, str(e))
     report.seconds = time.perf_counter() - started

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ironlog.core.merkle import leaf_hash
 from ironlog.core.note import open_checkpoint
 from ironlog.core.tiles import TILE_WIDTH, TileBuilder, partial_tiles, tile_width_at
-from ironlog.errors import IntegrityError, IronlogError
+from ironlog.errors import IntegrityError, IronlogError, ResourceExhaustedError
 from ironlog.store.base import Head, LogStore
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def check_head(lg: Log) -> None:
     partial = [lg.store.tile(lv, ix) or b"" for lv, ix in partial_tiles(head.size)]
     try:
         root = TileBuilder(head.size, partial).root()
+    except ResourceExhaustedError:
+        raise
     except IronlogError as e:
         raise IntegrityError(f"{where}: stored tiles are inconsistent: {e}") from e
     if latest is not None:
@@ -86,6 +88,8 @@ def _check_signed(lg: Log, where: str, head: Head, root: bytes, size: int, note:
     """The latest signed checkpoint verifies and is the tree of its size."""
     try:
         cp = open_checkpoint(note, lg.verifiers).checkpoint
+    except ResourceExhaustedError:
+        raise
     except IronlogError as e:
         raise IntegrityError(f"{where}: last checkpoint does not verify: {e}") from e
     if cp.size != size:
@@ -97,6 +101,8 @@ def _check_signed(lg: Log, where: str, head: Head, root: bytes, size: int, note:
     else:
         try:
             signed_root = lg.root(size)
+        except ResourceExhaustedError:
+            raise
         except IronlogError as e:
             raise IntegrityError(f"{where}: stored tiles are inconsistent: {e}") from e
     if signed_root != cp.root:

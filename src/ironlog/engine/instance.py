@@ -30,6 +30,7 @@ from ironlog.engine.datadir import (
 )
 from ironlog.engine.log import Log
 from ironlog.engine.master_key import MasterKey, load_master_key
+from ironlog.engine.open_logs import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_OPEN_LOGS, OpenLogs
 from ironlog.engine.signing_keys import KeyRing, TenantSigningKeys
 from ironlog.engine.system_log import HOST, SYSTEM_LOG, SystemLog
 from ironlog.engine.witnesses import WitnessSettings
@@ -61,8 +62,7 @@ __all__ = [  # what other modules import from here
     "init_data_dir",
 ]
 
-# Logs of one tenant (its system log included): each holds files and open
-# descriptors for the life of the process, which all tenants share.
+# Logs of one tenant (its system log included).
 MAX_TENANT_LOGS = 1000
 
 
@@ -78,10 +78,14 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         *,
         read_only: bool = False,
         database: str | None = None,
+        max_open_logs: int = DEFAULT_MAX_OPEN_LOGS,
+        log_idle_seconds: float = DEFAULT_IDLE_SECONDS,
     ) -> None:
         """``database``: a postgresql:// URL (default: env IRONLOG_DATABASE_URL;
         neither: the embedded store in ``data_dir``, which holds the master key
-        in both cases)."""
+        in both cases).  ``max_open_logs``: how many logs hold files and a
+        writer thread at once (the least recently used are released, and any
+        idle for ``log_idle_seconds``; engine/open_logs.py)."""
         self.data_dir = Path(data_dir)
         self.read_only = read_only
         url = database_url(database) if driver is None else None
@@ -96,6 +100,9 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         self._master: MasterKey | None = None
         self._logs: dict[tuple[str, str], Log] = {}
         self._lock = threading.Lock()
+        self.open_logs = OpenLogs(max_open_logs, log_idle_seconds)
+        # reopen_observers(seconds): a released log reopened (its head checked again)
+        self.reopen_observers: list[Callable[[float], None]] = []
         # Added to every log opened from here (metrics, for instance).
         self.commit_observers: list[Callable[[LogInfo, int, int, float], None]] = []
         self.append_checks: list[Callable[[LogInfo, int, int], None]] = []  # quotas
@@ -237,34 +244,46 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
     def log(self, tenant: str, name: str) -> Log:
         """The log, opened once per process.  LogQuarantinedError if an
         operator took it out of service (noticed within a second when another
-        process did it); IntegrityError if its database file is gone."""
+        process did it); IntegrityError if its database file is gone.  One the
+        LRU of open logs released is reopened here (outside the registry's
+        lock: one slow reopen never holds up the others)."""
+        lg, new = self._log(tenant, name)
+        return lg if new else self._in_use(lg)
+
+    def released(self, tenant: str, name: str) -> bool:
+        """Whether the log was opened in this process and released since
+        (it holds no descriptors now)."""
+        lg = self._logs.get((tenant, name))
+        return lg is not None and lg.released
+
+    def _log(self, tenant: str, name: str) -> tuple[Log, bool]:
         key = (tenant, name)
         with self._lock:
             lg = self._logs.get(key)
             if lg is not None and time.monotonic() - lg.opened_at < self.QUARANTINE_RECHECK_SECONDS:
-                return lg
+                return lg, False
             try:
                 info = self.log_info(tenant, name)
             except NotFoundError:
                 if lg is not None:  # deleted meanwhile (by another process)
                     del self._logs[key]
-                    lg.close()
+                    self._close_log(lg)
                 raise
             if info.quarantined is not None:
                 if lg is not None:
                     del self._logs[key]
-                    lg.close()
+                    self._close_log(lg)
                 raise LogQuarantinedError(
                     f"log {info.path} is quarantined by the operator: {info.quarantined}"
                 )
             if info.damaged is not None:  # never opened with what its row may not mean
                 if lg is not None:
                     del self._logs[key]
-                    lg.close()
+                    self._close_log(lg)
                 raise IntegrityError(f"log {info.path} is refused: {info.damaged}")
             if lg is not None:
                 lg.opened_at = time.monotonic()
-                return lg
+                return lg, False
             self.tenant(tenant)
             ring = KeyRing(
                 info.origin,
@@ -277,18 +296,38 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
                 def record(size: int, t: str = tenant, n: str = name) -> None:
                     self.control.record_log_size(t, n, size)
 
-            lg = Log(
-                info,
-                self.driver.open_log(info),
-                ring,
-                known_size=self.control.log_size(tenant, name),
-                record_size=record,
-            )
+            store = self.driver.open_log(info)
+            try:
+                lg = Log(
+                    info,
+                    store,
+                    ring,
+                    known_size=self.control.log_size(tenant, name),
+                    record_size=record,
+                )
+            except BaseException:  # out of descriptors, say: nothing stays open
+                store.close()
+                raise
             lg.service_only = name == SYSTEM_LOG
             lg.commit_observers.extend(self.commit_observers)
             lg.append_checks.extend(self.append_checks)
+            lg.on_open = self.open_logs.touch
             self._logs[key] = lg
-            return lg
+            self.open_logs.touch(lg)
+            return lg, True
+
+    def _in_use(self, lg: Log) -> Log:
+        """``lg`` asked for: most recently used, and checked again if the LRU
+        of open logs released it since."""
+        lg.touch()
+        if lg.released:
+            started = time.perf_counter()
+            lg.reopened()  # reads the head: reopens the store (and re-registers)
+            for observer in self.reopen_observers:
+                observer(time.perf_counter() - started)
+        else:
+            self.open_logs.touch(lg)
+        return lg
 
     def each_log(
         self, tenant: str | None = None, *, quarantined: bool = False
@@ -315,7 +354,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         with self._lock:
             lg = self._logs.pop((tenant, name), None)
         if lg is not None:
-            lg.close()
+            self._close_log(lg)
         return self.log_info(tenant, name)
 
     def release_log(self, tenant: str, name: str, by: str = HOST) -> LogInfo:
@@ -342,7 +381,7 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
         with self._lock:
             lg = self._logs.pop((tenant, name), None)
         if lg is not None:
-            lg.close()
+            self._close_log(lg)
         where = self.driver.retire_log(info)
         self.control.delete_log(tenant, name)
         return where
@@ -383,7 +422,12 @@ class Ironlog(SystemLog, TenantSigningKeys, WitnessSettings):
     def list_logs(self, tenant: str | None = None) -> list[LogInfo]:
         return self.control.list_logs(tenant)
 
+    def _close_log(self, lg: Log) -> None:
+        self.open_logs.discard(lg)
+        lg.close()
+
     def close(self) -> None:
+        self.open_logs.stop()
         with self._lock:
             logs = list(self._logs.values())
             self._logs.clear()

@@ -81,6 +81,12 @@ class Log(LogReader):
         )
         self._writer: LogWriter | None = None
         self._writer_lock = threading.Lock()
+        # Released (its writer drained, its store closed) by the LRU of open
+        # logs, engine/open_logs.py; on_open(log) when it holds resources again.
+        self.released = False
+        self.on_open: Callable[[Log], None] | None = None
+        self._used = time.monotonic()
+        store.on_connect = self._connected  # type: ignore[attr-defined]
         # sync mode signs in the commit; the others once an fsync made a tree durable
         self.signs_at_commit = info.durability.mode == "sync"
         self._signed = threading.Condition()
@@ -209,11 +215,60 @@ class Log(LogReader):
                 self._signed.wait(min(remaining, 0.05))
 
     def _writer_(self) -> LogWriter:
-        if self._writer is None:
+        w = self._writer
+        if w is not None:
+            return w
+        with self._writer_lock:  # waits for a release in progress
+            if self._writer is None:
+                if self._closed:
+                    raise LogUnavailableError(f"log {self.info.path} is closed")
+                self._writer = LogWriter(self)
+                self._connected()
+            return self._writer
+
+    def _submit(self, req: ThreadRequest[T] | AsyncRequest[T]) -> None:
+        """Hand ``req`` to the writer; one being drained by a release refuses
+        it, and the next writer (after the release) takes it."""
+        while not self._writer_().offer(req):
             with self._writer_lock:
-                if self._writer is None:
-                    self._writer = LogWriter(self)
-        return self._writer
+                pass
+
+    @property
+    def last_used(self) -> float:
+        """When this log was last asked for, read or written (monotonic)."""
+        return max(self._used, getattr(self.store, "last_used", 0.0))
+
+    def touch(self) -> None:
+        self._used = time.monotonic()
+
+    def _connected(self) -> None:
+        self.touch()
+        if self.on_open is not None:
+            self.on_open(self)
+
+    def release(self) -> None:
+        """Give back this log's resources: drain its writer (every queued
+        append is committed and answered), record its size, close its store
+        and drop its caches.  It stays usable: its store reopens on demand."""
+        with self._writer_lock:
+            w = self._writer
+            if w is not None:
+                w.close()
+                self._writer = None
+            self.released = True
+            self._flush_size()
+            self.store.close()
+            self.drop_caches()
+
+    def reopened(self) -> None:
+        """After a release: check the head again before the log is used."""
+        if not self.released:
+            return
+        try:
+            self.check_head()  # out of descriptors: raised, and checked next time
+        except IntegrityError as e:
+            self.mark_unhealthy(str(e))
+        self.released = False
 
     def _check_request(
         self, entries: Sequence[PreparedEntry], idempotency_key: str | None, service: bool
@@ -238,7 +293,7 @@ class Log(LogReader):
         """Queue an append for a thread; the future resolves once its batch is durable."""
         self._check_request(entries, idempotency_key, service)
         req = ThreadRequest(entries, answer, idempotency_key)
-        self._writer_().submit(req)
+        self._submit(req)
         return req.future
 
     async def _queue_async(
@@ -246,7 +301,7 @@ class Log(LogReader):
     ) -> T:
         self._check_request(entries, idempotency_key, False)
         req = AsyncRequest(entries, answer, idempotency_key)
-        self._writer_().submit(req)
+        self._submit(req)
         return await req.future
 
     def receipts(self, first: int, entries: Sequence[PreparedEntry], head: Head) -> list[Receipt]:
@@ -321,6 +376,10 @@ class Log(LogReader):
     ) -> BatchReceipt:
         return await self._queue_async(entries, self.batch_receipt, idempotency_key)
 
+    def queue_depth(self) -> int:
+        w = self._writer
+        return 0 if w is None else w.depth()
+
     def writer_stats(self) -> dict[str, float]:
         w = self._writer
         if w is None or not w.batch_sizes:
@@ -332,9 +391,10 @@ class Log(LogReader):
         }
 
     def close(self) -> None:
-        self._closed = True
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._flush_size()
-        self.store.close()
+        with self._writer_lock:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._flush_size()
+            self.store.close()

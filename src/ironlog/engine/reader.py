@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 from ironlog.core.merkle import consistency_proof, inclusion_proof, leaf_hash, tree_root
 from ironlog.core.tiles import TILE_WIDTH, NodeReader, encode_bundle
 from ironlog.core.tlogproof import TlogProof
-from ironlog.errors import IntegrityError, InvalidRequestError, IronlogError, NotFoundError
+from ironlog.errors import (
+    IntegrityError,
+    InvalidRequestError,
+    IronlogError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from ironlog.store.base import Head, LogInfo, LogStore, Query
 
 log = logging.getLogger("ironlog.engine")
@@ -37,6 +43,12 @@ class LogReader:
         def wait_signed(self, min_size: int, timeout: float) -> tuple[int, str] | None: ...
 
         def sign_delay(self) -> float: ...
+
+    def drop_caches(self) -> None:
+        """Forget the memoised nodes and tiles (a released log holds no memory)."""
+        with self._nodes_lock:
+            self._nodes = NodeReader(self.store.tile)
+        self._tree_size = 0
 
     def mark_unhealthy(self, reason: str) -> None:
         self.unhealthy = reason
@@ -143,6 +155,8 @@ class LogReader:
                 )
             if self._node(0, index) != leaf_hash(data):
                 raise IntegrityError(f"entry {index} does not match its leaf hash in the tree")
+        except ResourceExhaustedError:  # nothing was read: nothing failed a check
+            raise
         except IronlogError as e:
             reason = f"{e}" if isinstance(e, IntegrityError) else f"entry {index}: {e}"
             self.mark_unhealthy(f"read check failed: {reason}")

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from ironlog.core.entry import PreparedEntry
 from ironlog.core.merkle import leaf_hash
 from ironlog.engine.idempotency import reused_key, same_events
-from ironlog.errors import IntegrityError, IronlogError, LogUnavailableError
+from ironlog.errors import (
+    IntegrityError,
+    IronlogError,
+    LogUnavailableError,
+    ResourceExhaustedError,
+    resource_exhausted,
+)
 from ironlog.store.base import DuplicateRequestError, Head
 
 if TYPE_CHECKING:
@@ -180,6 +186,19 @@ class LogWriter:
         )
         self._thread.start()
 
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._queue)
+
+    def offer(self, req: Request[object]) -> bool:
+        """Queue ``req``; False if this writer is closing (being drained)."""
+        with self._cond:
+            if self._closing:
+                return False
+            self._queue.append(req)
+            self._cond.notify()
+            return True
+
     def submit(self, req: Request[object]) -> None:
         with self._cond:
             if self._closing:
@@ -246,6 +265,9 @@ class LogWriter:
         except IronlogError as e:
             head = None
             log.error("sync of %s failed: %s", self._log.info.path, e)
+            if isinstance(e, ResourceExhaustedError):  # out of descriptors: retry next round
+                self._last_sync = time.monotonic()
+                return
         self._last_sync = time.monotonic()
         self._dirty = False
         if head is None or head.size == 0 or head.checkpoint:
@@ -257,7 +279,10 @@ class LogWriter:
         while True:
             batch = self._take()
             if batch is None:
-                while self._dirty:  # at most twice: the tree, then its signature
+                # Twice: the tree, then its signature (a few more if descriptors ran out).
+                for _ in range(4):
+                    if not self._dirty:
+                        break
                     self._sync()
                 return
             if not batch:  # interval mode: time to fsync
@@ -327,9 +352,11 @@ class LogWriter:
             for r in batch:
                 r.fail(e)
             return
-        except Exception:  # never let the writer die; never leak internals
-            log.exception("append to %s failed", lg.info.path)
-            failure = LogUnavailableError(f"append to {lg.info.path} failed")
+        except Exception as e:  # never let the writer die; never leak internals
+            failure: LogUnavailableError | None = resource_exhausted(e, f"append to {lg.info.path}")
+            if failure is None:
+                log.exception("append to %s failed", lg.info.path)
+                failure = LogUnavailableError(f"append to {lg.info.path} failed")
             for r in batch:
                 r.fail(failure)
             return

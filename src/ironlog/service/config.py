@@ -22,6 +22,7 @@ from typing import Any
 
 from ironlog.engine.datadir import database_url
 from ironlog.engine.instance import SYSTEM_LOG, Ironlog
+from ironlog.engine.open_logs import DEFAULT_IDLE_SECONDS, DEFAULT_MAX_OPEN_LOGS
 from ironlog.errors import ConfigurationError
 from ironlog.service.ingest.listeners import check_bindable
 from ironlog.service.ingest.specs import ListenSpec
@@ -42,6 +43,13 @@ def _networks(_: str, text: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     OutboundPolicy.parse(items)  # a bad network is an error now, naming it
     return list(dict.fromkeys(items))
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as e:
+        raise ConfigurationError(f"{name} must be an integer") from e
 
 
 def _listeners(name: str, text: str) -> list[ListenSpec]:
@@ -82,6 +90,8 @@ ENV: dict[str, EnvVar] = {
         EnvVar("rate_limit", "IRONLOG_RATE_LIMIT", _number, str),
         EnvVar("rate_burst", "IRONLOG_RATE_BURST", _number, lambda v: "" if v is None else str(v)),
         EnvVar("witness_allow", "IRONLOG_WITNESS_ALLOW", _networks, ",".join),
+        EnvVar("max_open_logs", "IRONLOG_MAX_OPEN_LOGS", _integer, str),
+        EnvVar("log_idle_seconds", "IRONLOG_LOG_IDLE_SECONDS", _number, str),
         EnvVar(
             "listen",
             "IRONLOG_LISTEN",
@@ -101,6 +111,8 @@ OPERATOR_ENV = (
     "rate_limit",
     "rate_burst",
     "witness_allow",
+    "max_open_logs",
+    "log_idle_seconds",
 )
 
 
@@ -115,6 +127,9 @@ class ServeConfig:
     rate_burst: float | None = None
     verify_interval: float = 10.0
     full_verify_interval: float = 3600.0
+    # Logs a worker keeps open (files, a writer thread); idle ones close after log_idle_seconds.
+    max_open_logs: int = DEFAULT_MAX_OPEN_LOGS
+    log_idle_seconds: float = DEFAULT_IDLE_SECONDS
     listen: list[ListenSpec] = field(default_factory=list)
     # Networks (CIDR) witnesses may be in besides public addresses, e.g. "127.0.0.0/8".
     witness_allow: list[str] = field(default_factory=list)
@@ -191,7 +206,9 @@ class ServeConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigurationError(f"{name} must be between {low} and {high}, not {value}")
-        positive = ["verify_interval", "full_verify_interval"]
+        if self.max_open_logs < 1:
+            raise ConfigurationError(f"max_open_logs must be >= 1, not {self.max_open_logs}")
+        positive = ["verify_interval", "full_verify_interval", "log_idle_seconds"]
         if self.rate_burst is not None:
             positive.append("rate_burst")
         for name in positive:

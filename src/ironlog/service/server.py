@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 from collections.abc import Iterator
@@ -14,6 +15,20 @@ from ironlog.engine.datadir import database_url, redact
 from ironlog.engine.instance import Ironlog, init_data_dir
 from ironlog.errors import ConfigurationError
 from ironlog.service.config import ServeConfig
+
+
+def raise_nofile_limit() -> str:
+    """Raise the soft descriptor limit to the hard one (every log a worker
+    holds open costs a few descriptors; systemd's default soft limit is
+    1024) and say what it is: a line for the start-up banner."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as e:
+            return f"file descriptors: limit {soft} (could not raise it to {hard}: {e})"
+        return f"file descriptors: limit raised from {soft} to {hard}"
+    return f"file descriptors: limit {soft}"
 
 
 def first_start(data: Path, host: str, port: int, tls: bool = False) -> Iterator[str]:

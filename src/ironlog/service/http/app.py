@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from ironlog.engine.instance import PRIVATE_UMASK, Ironlog
+from ironlog.engine.open_logs import fitting_cap
 from ironlog.service.config import ServeConfig, worker_config
 from ironlog.service.console import console_router
 from ironlog.service.cosigning import Witnessing
@@ -54,7 +55,7 @@ def create_app(il: Ironlog, config: ServeConfig | None = None) -> Litestar:
     cfg = config or ServeConfig()
     checker = IntegrityChecker(il, cfg.verify_interval, cfg.full_verify_interval)
     meters = Metrics()
-    il.commit_observers.append(meters.observe_commit)
+    meters.attach(il)  # commits, open logs
     insights = Insights(il, meters.registry)  # stats, quotas, per-tenant counters
 
     running = Listeners(cfg.limits)
@@ -95,4 +96,9 @@ def create_app_from_env() -> Litestar:
     """Factory for uvicorn workers: what ``serve`` handed over (``worker_config``)."""
     os.umask(PRIVATE_UMASK)  # files 0600 (metrics, locks, probes), directories 0700
     data, cfg = worker_config()
-    return create_app(Ironlog(data), cfg)
+    il = Ironlog(
+        data,
+        max_open_logs=fitting_cap(cfg.max_open_logs),
+        log_idle_seconds=cfg.log_idle_seconds,
+    )
+    return create_app(il, cfg)

@@ -11,7 +11,13 @@ from litestar import Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
-from ironlog.errors import IronlogError, RateLimitedError, http_status
+from ironlog.errors import (
+    IronlogError,
+    RateLimitedError,
+    ResourceExhaustedError,
+    http_status,
+    resource_exhausted,
+)
 from ironlog.service.http.deps import AnyRequest, state
 
 log = logging.getLogger("ironlog.api")
@@ -27,7 +33,7 @@ def error_response(
 def _on_ironlog_error(request: AnyRequest, exc: IronlogError) -> Response[bytes]:
     status = http_status(exc)
     state(request).metrics.errors.labels(exc.code).inc()
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, (RateLimitedError, ResourceExhaustedError)):
         return error_response(status, exc.code, str(exc), {"Retry-After": str(exc.retry_after)})
     if status >= 500 and status not in (503, 507):  # 507: a tenant's bytes quota
         log.error("server error: %s", exc)
@@ -47,7 +53,10 @@ def _on_http_error(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
     return error_response(exc.status_code, code, msg, exc.headers)
 
 
-def _on_unexpected(_: AnyRequest, exc: Exception) -> Response[bytes]:
+def _on_unexpected(request: AnyRequest, exc: Exception) -> Response[bytes]:
+    exhausted = resource_exhausted(exc)  # out of descriptors or memory: retry, not a 500
+    if exhausted is not None:
+        return _on_ironlog_error(request, exhausted)
     log.error("unexpected error: %s", type(exc).__name__)  # never the request body
     return error_response(500, "internal", "internal error")
 

@@ -12,11 +12,13 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 
+from ironlog.engine.instance import Ironlog
 from ironlog.service.ingest.sink import ListenerStats
 from ironlog.store.base import LogInfo
 
@@ -84,6 +86,48 @@ class Metrics(ListenerStats):
             registry=r,
         )
 
+        # The LRU of open logs (engine/open_logs.py); gauges summed over live workers.
+        self.open_logs = Gauge(
+            "ironlog_open_logs",
+            "Log stores open (files and a writer thread each), capped by --max-open-logs",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.writer_queue = Gauge(
+            "ironlog_writer_queue_depth",
+            "Appends queued for the writers of the open logs",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.log_evictions = Counter(
+            "ironlog_log_evictions",
+            "Open logs closed, by reason (cap: least recently used; idle: idle timeout)",
+            ["reason"],
+            registry=r,
+        )
+        self.log_reopen = Histogram(
+            "ironlog_log_reopen_seconds",
+            "Time to reopen a closed log (its head check included)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._il: Ironlog | None = None
+
+    def attach(self, il: Ironlog) -> None:
+        """Observe ``il``: commits, and its open logs."""
+        self._il = il
+        il.commit_observers.append(self.observe_commit)
+        il.open_logs.release_observers.append(self.observe_release)
+        il.open_logs.tick_observers.append(self.observe_open_logs)
+        il.reopen_observers.append(self.log_reopen.observe)
+
+    def observe_release(self, reason: str) -> None:
+        self.log_evictions.labels(reason).inc()
+
+    def observe_open_logs(self, n: int, queued: int) -> None:
+        self.open_logs.set(n)
+        self.writer_queue.set(queued)
+
     def observe_commit(self, info: LogInfo, entries: int, nbytes: int, seconds: float) -> None:
         self.appends.labels(info.tenant, info.name).inc(entries)
         self.bytes.labels(info.tenant, info.name).inc(nbytes)
@@ -107,6 +151,8 @@ class Metrics(ListenerStats):
         self.listener_paused.labels(name).inc()
 
     def render(self) -> tuple[bytes, str]:
+        if self._il is not None:  # this worker's figures, fresh
+            self.observe_open_logs(*self._il.open_logs.stats())
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

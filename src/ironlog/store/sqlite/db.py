@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ironlog.atomic import create_file as _create_file
-from ironlog.errors import ConflictError, LogUnavailableError
+from ironlog.errors import ConflictError, LogUnavailableError, resource_exhausted
 from ironlog.store.migrations import Migrations
 
 BUSY_TIMEOUT_MS = 60_000
@@ -23,12 +23,19 @@ Connect = Callable[[Path], sqlite3.Connection]
 
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
-    """sqlite3's errors become ironlog's, here and only here."""
+    """sqlite3's errors become ironlog's, here and only here.  Running out of
+    descriptors, memory or disk, or a database staying locked, is a
+    ResourceExhaustedError (a 503 with Retry-After), never an integrity failure."""
     try:
         yield
     except sqlite3.IntegrityError as e:
         raise ConflictError(f"{what}: {e}") from e
-    except sqlite3.Error as e:
+    except (sqlite3.Error, OSError, MemoryError) as e:
+        exhausted = resource_exhausted(e, what)
+        if exhausted is not None:
+            raise exhausted from e
+        if not isinstance(e, sqlite3.Error):
+            raise
         raise LogUnavailableError(f"{what}: storage error: {e}") from e
 
 

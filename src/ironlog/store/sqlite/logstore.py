@@ -24,6 +24,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,11 @@ class SqliteLogStore(LogStore):
         self._lock_fd: int | None = None
         self.fsyncs = 0
         self.batches = 0
+        # close() releases everything; a later use reopens (a new generation
+        # of connections) and calls on_connect.
+        self._gen = 0
+        self.on_connect: Callable[[], None] | None = None
+        self.last_used = time.monotonic()
         if not path.is_file():
             # Never a fresh empty database for a log the control store knows.
             raise IntegrityError(
@@ -159,25 +165,39 @@ class SqliteLogStore(LogStore):
     def _connect(self, path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
         return connect(path, synchronous, self._connect_fn, self.read_only)
 
-    def _read(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
+    def _read(self) -> _Reader:
+        """The shared reader of this thread, for one statement at a time."""
+        return _Reader(self)
+
+    def _read_con(self) -> sqlite3.Connection:
+        self.last_used = time.monotonic()
+        local = self._local
+        con: sqlite3.Connection | None = getattr(local, "con", None)
+        if con is None or local.gen != self._gen:
+            gen = self._gen
             with translated(f"open {self.info.path}"):
                 con = self._connect(self.path)
                 con.execute("PRAGMA query_only=1")
-            self._local.con = con
             with self._lock:
+                if gen != self._gen:  # closed meanwhile: this one goes on the new list
+                    gen = self._gen
                 self._readers.append(con)
+            local.con, local.gen = con, gen
+            if self.on_connect is not None:
+                self.on_connect()
         return con
 
     def _write(self) -> sqlite3.Connection:
         if self.read_only:
             raise LogUnavailableError(f"log {self.info.path} is open read-only")
+        self.last_used = time.monotonic()
         if self._writer is None:
             sync = {"sync": "FULL", "interval": "NORMAL", "off": "OFF"}[self.info.durability.mode]
             with translated(f"open {self.info.path}"):
                 self._writer = self._connect(self.path, sync)
                 self._writer.execute("PRAGMA cache_size=-16000")
+            if self.on_connect is not None:
+                self.on_connect()
         return self._writer
 
     # -- writing -------------------------------------------------------------
@@ -201,8 +221,8 @@ class SqliteLogStore(LogStore):
     ) -> BatchResult:
         con = self._write()
         with (
+            translated(f"append to {self.info.path}"),  # the lock file's open too
             self._process_lock(),
-            translated(f"append to {self.info.path}"),
             transaction(con),
         ):
             if idempotency:
@@ -261,7 +281,7 @@ class SqliteLogStore(LogStore):
 
     def add_checkpoint(self, size: int, root: bytes, note: str) -> None:
         con = self._write()
-        with self._process_lock(), translated(f"sign {self.info.path}"), transaction(con):
+        with translated(f"sign {self.info.path}"), self._process_lock(), transaction(con):
             _insert_checkpoint(con, "INSERT OR IGNORE", size, note)
             con.execute(
                 "UPDATE head SET checkpoint=? WHERE id=1 AND size=? AND root=?",
@@ -301,7 +321,7 @@ class SqliteLogStore(LogStore):
         if self.info.durability.mode == "off":
             # synchronous=OFF: SQLite synced nothing, not even the database
             # file after moving WAL frames into it.
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = self._open_for_fsync(self.path)
             try:
                 os.fsync(fd)
             finally:
@@ -310,9 +330,16 @@ class SqliteLogStore(LogStore):
             wal = Path(str(self.path) + "-wal")
             if not wal.exists():
                 return
-            self._wal_fd = os.open(wal, os.O_RDONLY)
+            self._wal_fd = self._open_for_fsync(wal)
         os.fsync(self._wal_fd)
         self.fsyncs += 1
+
+    def _open_for_fsync(self, path: Path) -> int:
+        """A descriptor to fsync through.  Failing to get one (no descriptor
+        left) is a ResourceExhaustedError: nothing was lost yet, the next
+        round retries; only a failed fsync itself is a durability failure."""
+        with translated(f"sync {self.info.path}"):
+            return os.open(path, os.O_RDONLY)
 
     # -- reading -------------------------------------------------------------
     def head(self) -> Head:
@@ -418,7 +445,7 @@ class SqliteLogStore(LogStore):
             sql += " LIMIT ?"
             args.append(q.limit)
         with translated(f"query {self.info.path}"):
-            cur = self._read().execute(sql, args)
+            cur = self._read_con().execute(sql, args)
             while True:
                 rows = cur.fetchmany(1000)
                 if not rows:
@@ -500,7 +527,11 @@ class SqliteLogStore(LogStore):
         }
 
     def close(self) -> None:
+        """Close every connection and descriptor.  The store stays usable: a
+        later read or write opens new ones (a log released by the LRU of open
+        logs, engine/open_logs.py)."""
         with self._lock:
+            self._gen += 1
             for con in self._readers:
                 con.close()
             self._readers.clear()
@@ -514,6 +545,39 @@ class SqliteLogStore(LogStore):
             os.close(self._lock_fd)
             self._lock_fd = None
         self._builder = None
+
+
+class _Reader:
+    """A statement on the thread's reader connection, its rows fetched at
+    once.  The LRU of open logs may close the store (every connection) while
+    a request still holds the log: a statement meeting its connection closed
+    runs again, once, on a new one."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SqliteLogStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        try:
+            return _Rows(self._store._read_con().execute(sql, params).fetchall())
+        except sqlite3.ProgrammingError as e:
+            if "closed" not in str(e):
+                raise
+            return _Rows(self._store._read_con().execute(sql, params).fetchall())
+
+
+class _Rows:
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
 
 
 def _insert_checkpoint(con: sqlite3.Connection, verb: str, size: int, note: str) -> None:
