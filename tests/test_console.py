@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from ironlog.core.note import CosignatureSigner
 from ironlog.core.tlogproof import TlogProof
@@ -38,14 +38,32 @@ ACTORS = ["alice", "bob", "carol"]
 WITNESS_VKEY = CosignatureSigner.generate("w.example").vkey()
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args() -> dict[str, Any]:
-    return {"executable_path": str(CHROMIUM), "headless": True}
+VIEWPORT = {"width": 1280, "height": 800}
 
 
-@pytest.fixture(scope="session")
-def browser_context_args() -> dict[str, Any]:
-    return {"viewport": {"width": 1280, "height": 800}}
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for this module, started and stopped here.
+
+    Playwright's sync API runs its own asyncio loop in a greenlet for as long as
+    it is started; left running (pytest-playwright's session-scoped fixtures), it
+    breaks later modules that call ``asyncio.run()`` or compile code."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page in a context of its own (no storage shared between tests)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 class Site:
@@ -109,11 +127,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield s
         s.close()
     print(f"\nconsole screenshots: {shots}")
-
-
-@pytest.fixture
-def base_url(site: Site) -> str:
-    return site.url
 
 
 @pytest.fixture
@@ -709,8 +722,7 @@ def test_usable_at_phone_width(page: Page, site: Site) -> None:
 def test_search_between_two_local_times(browser: Browser, site: Site) -> None:
     """An absolute range is typed in the browser's local time (here UTC+05:30)
     and sent as RFC 3339 UTC."""
-    viewport = {"width": 1280, "height": 800}
-    context = browser.new_context(timezone_id="Asia/Kolkata", viewport=viewport)
+    context = browser.new_context(timezone_id="Asia/Kolkata", viewport=VIEWPORT)
     page = context.new_page()
     try:
         sign_in(page, site, site.keys["acme"])
