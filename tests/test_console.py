@@ -260,7 +260,9 @@ def test_a_tenant_key_sees_only_its_tenant(page: Page, site: Site) -> None:
     expect(page.get_by_role("alert")).to_contain_text("no such")
 
 
-def test_search_with_filters_and_paging(page: Page, site: Site, csp_errors: list[str]) -> None:
+def test_search_with_filters_and_paging(
+    page: Page, site: Site, tmp_path: Path, csp_errors: list[str]
+) -> None:
     sign_in(page, site, site.keys["acme"])
     page.get_by_role("link", name="Search").click()
     page.get_by_label("Log").select_option("acme/app")
@@ -319,6 +321,13 @@ def test_search_with_filters_and_paging(page: Page, site: Site, csp_errors: list
     with page.expect_download() as dl:
         page.get_by_role("button", name="JSON", exact=True).click()
     assert [e["index"] for e in json.loads(Path(dl.value.path()).read_text())] == [7, 8]
+    # and the evidence bundle of the entries shown, from the server
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Evidence bundle").click()
+    bundle = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(bundle)
+    assert [e["index"] for e in json.loads(bundle.read_text())["entries"]] == [7, 8]
+    _auditor_accepts(bundle, site.vkey)
     assert csp_errors == []
 
 
