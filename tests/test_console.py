@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from ironlog.core.note import CosignatureSigner
 from ironlog.core.tlogproof import TlogProof
@@ -38,14 +38,32 @@ ACTORS = ["alice", "bob", "carol"]
 WITNESS_VKEY = CosignatureSigner.generate("w.example").vkey()
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args() -> dict[str, Any]:
-    return {"executable_path": str(CHROMIUM), "headless": True}
+VIEWPORT = {"width": 1280, "height": 800}
 
 
-@pytest.fixture(scope="session")
-def browser_context_args() -> dict[str, Any]:
-    return {"viewport": {"width": 1280, "height": 800}}
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for this module, started and stopped here.
+
+    Playwright's sync API runs its own asyncio loop in a greenlet for as long as
+    it is started; left running (pytest-playwright's session-scoped fixtures), it
+    breaks later modules that call ``asyncio.run()`` or compile code."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page in a context of its own (no storage shared between tests)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 class Site:
@@ -109,11 +127,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield s
         s.close()
     print(f"\nconsole screenshots: {shots}")
-
-
-@pytest.fixture
-def base_url(site: Site) -> str:
-    return site.url
 
 
 @pytest.fixture
@@ -222,9 +235,14 @@ def test_sign_in_shows_the_logs(page: Page, site: Site, csp_errors: list[str]) -
     assert page.evaluate("sessionStorage.getItem('ironlog.key')") == site.keys["acme"]
     assert page.evaluate("document.cookie") == ""
     assert page.context.cookies() == []
+    # the per-minute sparkline, from the stats API: the 60 entries appended at start-up
+    expect(page.locator("th.spark")).to_be_visible()
+    spark = row.locator("td.spark")
+    expect(spark.locator("canvas")).to_have_count(1)
+    expect(spark).to_have_attribute("title", "60 entries in the last hour")
+    # a point per minute of the hour, the quiet ones as zeros (the API leaves them out)
+    expect(spark).to_have_attribute("data-buckets", re.compile("^6[01]$"))
     site.shot(page, "logs")
-    # no stats API on this server yet: the per-minute column is hidden, not broken
-    expect(page.locator("th.spark")).to_be_hidden()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
@@ -242,16 +260,18 @@ def test_a_tenant_key_sees_only_its_tenant(page: Page, site: Site) -> None:
     expect(page.get_by_role("alert")).to_contain_text("no such")
 
 
-def test_search_with_filters_and_paging(page: Page, site: Site, csp_errors: list[str]) -> None:
+def test_search_with_filters_and_paging(
+    page: Page, site: Site, tmp_path: Path, csp_errors: list[str]
+) -> None:
     sign_in(page, site, site.keys["acme"])
     page.get_by_role("link", name="Search").click()
     page.get_by_label("Log").select_option("acme/app")
     page.get_by_label("Time range").select_option("1h")
-    page.get_by_label("Actor").fill("alice")
+    page.get_by_label("Actor", exact=True).fill("alice")
     page.get_by_label("Per page").select_option("25")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("heading", name=re.compile("Page 1: 20 entries"))).to_be_visible()
-    page.get_by_label("Outcome").fill("success")
+    page.get_by_label("Outcome", exact=True).fill("success")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("heading", name=re.compile("Page 1: 16 entries"))).to_be_visible()
     rows = page.locator("table.results tbody tr")
@@ -260,12 +280,12 @@ def test_search_with_filters_and_paging(page: Page, site: Site, csp_errors: list
     site.shot(page, "search")
 
     # paging keeps the filters
-    page.get_by_label("Actor").fill("")
-    page.get_by_label("Outcome").fill("failure")
+    page.get_by_label("Actor", exact=True).fill("")
+    page.get_by_label("Outcome", exact=True).fill("failure")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("heading", name=re.compile("Page 1: 12 entries"))).to_be_visible()
     page.get_by_label("Per page").select_option("25")
-    page.get_by_label("Outcome").fill("success")
+    page.get_by_label("Outcome", exact=True).fill("success")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("heading", name=re.compile("Page 1: 25 entries"))).to_be_visible()
     first = rows.first.inner_text()
@@ -274,13 +294,13 @@ def test_search_with_filters_and_paging(page: Page, site: Site, csp_errors: list
     assert rows.first.inner_text() != first
     for text in rows.all_inner_texts():
         assert "success" in text
-    expect(page.get_by_label("Outcome")).to_have_value("success")
+    expect(page.get_by_label("Outcome", exact=True)).to_have_value("success")
     expect(page.get_by_role("link", name="Next page")).to_have_count(0)
     page.get_by_role("link", name="Previous").click()
     expect(page.get_by_role("heading", name=re.compile("Page 1: 25 entries"))).to_be_visible()
 
     # free text over the events shown
-    page.get_by_label("Outcome").fill("")
+    page.get_by_label("Outcome", exact=True).fill("")
     page.get_by_label("Per page").select_option("100")
     page.get_by_label("Text in the event").fill("needle")
     page.get_by_role("button", name="Search").click()
@@ -301,6 +321,13 @@ def test_search_with_filters_and_paging(page: Page, site: Site, csp_errors: list
     with page.expect_download() as dl:
         page.get_by_role("button", name="JSON", exact=True).click()
     assert [e["index"] for e in json.loads(Path(dl.value.path()).read_text())] == [7, 8]
+    # and the evidence bundle of the entries shown, from the server
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Evidence bundle").click()
+    bundle = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(bundle)
+    assert [e["index"] for e in json.loads(bundle.read_text())["entries"]] == [7, 8]
+    _auditor_accepts(bundle, site.vkey)
     assert csp_errors == []
 
 
@@ -310,7 +337,9 @@ def _pin_and_verify(page: Page, site: Site, index: int) -> None:
     page.get_by_role("button", name="Pin this key and verify").click()
 
 
-def test_entry_is_verified_in_the_page(page: Page, site: Site, csp_errors: list[str]) -> None:
+def test_entry_is_verified_in_the_page(
+    page: Page, site: Site, tmp_path: Path, csp_errors: list[str]
+) -> None:
     sign_in(page, site, site.keys["acme"])
     page.get_by_role("link", name="Search").click()
     page.get_by_role("link", name="entry 5", exact=True).click()
@@ -330,23 +359,35 @@ def test_entry_is_verified_in_the_page(page: Page, site: Site, csp_errors: list[
     # the key stays pinned: the next entry is checked without asking
     page.goto(site.url + "/ui#/entry/acme/app/41")
     expect(page.locator("#verification").get_by_role("heading")).to_have_text("Verified")
-    # the evidence endpoint is not on this server: the button says so and goes
-    page.get_by_role("button", name="Evidence bundle").click()
-    expect(page.get_by_role("status").filter(has_text="not available")).to_be_visible()
-    expect(page.get_by_role("button", name="Evidence bundle")).to_have_count(0)
-    # where it is (answered here by interception), the bundle is downloaded as sent
-    bundle = '{"format": "ironlog-evidence/v1"}'
+    # the evidence bundle of the entry, from the server, checked offline by an auditor
     asked: list[str] = []
-    page.route(
-        re.compile(r".*/evidence\?.*"),
-        lambda r: (asked.append(r.request.url), r.fulfill(body=bundle))[1],
-    )
-    page.reload()
+    page.on("request", lambda r: asked.append(r.url) if "/evidence" in r.url else None)
     with page.expect_download() as dl:
         page.get_by_role("button", name="Evidence bundle").click()
-    assert Path(dl.value.path()).read_text() == bundle
-    assert asked[-1].endswith("/v1/logs/acme/app/evidence?index=41")
+    assert asked == [site.url + "/v1/logs/acme/app/evidence?index=41"]
+    assert dl.value.suggested_filename == "acme_app-41.evidence.json"
+    bundle = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(bundle)
+    assert [e["index"] for e in json.loads(bundle.read_text())["entries"]] == [41]
+    _auditor_accepts(bundle, site.vkey)
+    # any other refusal (here: not yet under a signed checkpoint) is shown as the
+    # server gives it, and the button stays
+    refusal = {"error": {"code": "not_found", "message": "entry 41 is not covered by a signed "
+                         "checkpoint yet"}}  # fmt: skip
+    page.route(re.compile(r".*/evidence\?.*"), lambda r: r.fulfill(status=404, json=refusal))
+    page.get_by_role("button", name="Evidence bundle").click()
+    expect(page.get_by_role("status").filter(has_text="signed checkpoint yet")).to_be_visible()
+    expect(page.get_by_role("button", name="Evidence bundle")).to_be_visible()
     assert csp_errors == []
+
+
+def _auditor_accepts(bundle: Path, vkey: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ironlog.evidence", "verify", str(bundle), "--vkey", vkey],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def _tamper(route: Route, change: Any) -> None:
@@ -597,24 +638,24 @@ def test_tenant_admin_manages_its_logs(page: Page, site: Site) -> None:
     expect(page.get_by_role("alert")).to_contain_text("witness")
     expect(page.get_by_role("alert")).to_contain_text("the operator enables it")
     site.shot(page, "manage")
-    # the usage API (issue 12 contract), answered here by interception
-    usage = {
-        "tenant": "other",
-        "days": [
-            {
-                "day": "2026-11-30",
-                "logs": {"secret": {"entries": 1, "bytes": 120}},
-                "entries": 1,
-                "bytes": 120,
-            }
-        ],
-        "quota": {"entries_per_day": 1000, "bytes": None},
-    }
-    page.route(re.compile(r".*/v1/tenants/other/usage.*"), lambda r: r.fulfill(json=usage))
-    page.reload()
+    # usage and quota, from the usage API: other/secret's one entry, today (UTC)
     section = page.get_by_role("region", name="Usage")
-    expect(section).to_contain_text("2026-11-30")
-    expect(section).to_contain_text("Quota: 1000 entries/day, no limit bytes.")
+    expect(section).to_contain_text("Quota: no limit on entries per day, no limit on stored bytes.")
+    usage = site.client(site.keys["other"]).get("/v1/tenants/other/usage").json()
+    [day] = usage["days"]
+    assert day["day"] == dt.datetime.now(dt.UTC).date().isoformat()
+    assert day["entries"] == 1 and day["logs"]["secret"]["entries"] == 1
+    row = section.get_by_role("row").filter(has_text=day["day"])
+    expect(row).to_have_text(re.compile(rf"{day['day']}\s*1\s*{day['bytes']}\s*secret: 1"))
+    op = site.client(site.keys["operator"])
+    quota = {"entries_per_day": 1000, "bytes": None}
+    op.put("/v1/tenants/other/quota", json=quota).raise_for_status()
+    try:
+        page.reload()
+        expect(section).to_contain_text("Quota: 1000 entries per day, no limit on stored bytes.")
+        site.shot(page, "manage-usage")
+    finally:
+        op.put("/v1/tenants/other/quota", json={"entries_per_day": None, "bytes": None})
 
 
 UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
@@ -638,7 +679,7 @@ def test_every_control_is_labelled_and_keyboard_works(page: Page, site: Site) ->
     assert page.evaluate(UNLABELLED) == []
     # search by keyboard alone: type a filter, Enter submits, Tab reaches the results
     page.goto(site.url + "/ui#/search?log=acme/app")
-    page.get_by_label("Action").focus()
+    page.get_by_label("Action", exact=True).focus()
     page.keyboard.type("delete")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name=re.compile("Page 1: 10 entries"))).to_be_visible()
@@ -648,47 +689,61 @@ def test_every_control_is_labelled_and_keyboard_works(page: Page, site: Site) ->
 
 
 def test_charts_from_the_stats_api(page: Page, site: Site, csp_errors: list[str]) -> None:
-    """The stats endpoint is answered here by route interception (in the
-    shape of the API contract); without it the chart is simply absent."""
+    """The search page's chart, stacked by outcome then by action, drawn from
+    the real stats API over the entries appended at start-up."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/stats?" in r.url else None)
     sign_in(page, site, site.keys["acme"])
+    page.goto(site.url + "/ui#/search?log=acme/app&range=24h")
+    chart = page.locator("#chart")
+    expect(chart.get_by_role("heading")).to_have_text("Entries per 1h: 60")
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart.locator(".chart")).to_have_attribute("data-buckets", re.compile("^2[45]$"))
+    legend = chart.locator(".u-legend")
+    expect(legend).to_contain_text("success")
+    expect(legend).to_contain_text("failure")
+    url = asked[-1]
+    assert "/v1/logs/acme/app/stats?" in url
+    assert "group_by=outcome" in url and "bucket=1h" in url, url
+    site.shot(page, "search-chart")
+    page.get_by_label("Stack by").select_option("action")
+    expect(legend).to_contain_text("delete")
+    for action in ("login", "read", "delete"):
+        expect(legend).to_contain_text(action)
+    assert "group_by=action" in asked[-1]
+    # the last hour, per minute: the busy minute and the quiet ones (zeros, not gaps)
+    page.get_by_label("Time range").select_option("1h")
+    page.get_by_role("button", name="Search").click()
+    expect(chart.get_by_role("heading")).to_have_text("Entries per 1m: 60")
+    expect(chart.locator(".chart")).to_have_attribute("data-buckets", re.compile("^6[01]$"))
+    assert "bucket=1m" in asked[-1]
+    assert csp_errors == []
+
+
+def test_without_the_newer_apis_their_parts_are_hidden(page: Page, site: Site) -> None:
+    """Against a server without the stats and evidence routes (their 404s
+    answered here by interception, with the body this server gives for a
+    route it does not have), the sparkline column and the chart are hidden
+    and the evidence button says so and goes."""
+    missing = httpx.get(site.url + "/v1/logs/acme/app/no-such-route")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "Not Found"
+
+    def absent(route: Route) -> None:
+        route.fulfill(status=404, json=missing.json())
+
+    page.route(re.compile(r".*/v1/logs/[^/]+/[^/]+/(stats|evidence)\?.*"), absent)
+    sign_in(page, site, site.keys["acme"])
+    expect(page.get_by_role("row").filter(has_text="acme/app")).to_contain_text("60")
+    expect(page.locator("th.spark")).to_be_hidden()
+    expect(page.locator("td.spark canvas")).to_have_count(0)
     page.goto(site.url + "/ui#/search?log=acme/app&range=24h")
     expect(page.get_by_role("heading", name=re.compile("Page 1"))).to_be_visible()
     expect(page.locator("#chart")).to_have_count(0)
-
-    asked: list[str] = []
-
-    def stats(route: Route) -> None:
-        asked.append(route.request.url)
-        buckets = [
-            {
-                "start": f"2026-11-30T{h:02d}:00:00Z",
-                "total": 10 + h,
-                "counts": {"login": 5, "read": 3 + h, "failure": 2},
-            }
-            for h in range(0, 12)
-        ]
-        body = {
-            "log": "acme/app",
-            "from": "2026-11-29T12:00:00Z",
-            "to": "2026-11-30T12:00:00Z",
-            "bucket": "1h",
-            "group_by": "outcome",
-            "groups": ["login", "read", "failure"],
-            "buckets": buckets,
-        }
-        route.fulfill(json=body)
-
-    page.route(re.compile(r".*/v1/logs/[^/]+/[^/]+/stats\?.*"), stats)
-    page.reload()
-    chart = page.locator("#chart")
-    expect(chart).to_be_visible()
-    expect(chart.locator("canvas")).to_have_count(1)
-    expect(chart).to_contain_text("failure")
-    assert "group_by=outcome" in asked[-1] and "bucket=1h" in asked[-1]
-    site.shot(page, "search-chart")
-    page.get_by_role("link", name="Logs").click()
-    expect(page.locator("td.spark canvas").first).to_be_visible()
-    assert csp_errors == []
+    page.goto(site.url + "/ui#/entry/acme/app/41")
+    page.get_by_role("button", name="Evidence bundle").click()
+    expect(page.get_by_role("status").filter(has_text="not available")).to_be_visible()
+    expect(page.get_by_role("button", name="Evidence bundle")).to_have_count(0)
 
 
 def test_usable_at_phone_width(page: Page, site: Site) -> None:
@@ -709,8 +764,7 @@ def test_usable_at_phone_width(page: Page, site: Site) -> None:
 def test_search_between_two_local_times(browser: Browser, site: Site) -> None:
     """An absolute range is typed in the browser's local time (here UTC+05:30)
     and sent as RFC 3339 UTC."""
-    viewport = {"width": 1280, "height": 800}
-    context = browser.new_context(timezone_id="Asia/Kolkata", viewport=viewport)
+    context = browser.new_context(timezone_id="Asia/Kolkata", viewport=VIEWPORT)
     page = context.new_page()
     try:
         sign_in(page, site, site.keys["acme"])
@@ -726,7 +780,7 @@ def test_search_between_two_local_times(browser: Browser, site: Site) -> None:
         page.get_by_label("Time range").select_option("custom")
         page.get_by_label("From (local time)").fill(local(now - dt.timedelta(hours=2)))
         page.get_by_label("To (local time)").fill(local(now + dt.timedelta(hours=1)))
-        page.get_by_label("Outcome").fill("failure")
+        page.get_by_label("Outcome", exact=True).fill("failure")
         page.get_by_role("button", name="Search").click()
         expect(page.get_by_role("heading", name=re.compile("Page 1: 12 entries"))).to_be_visible()
         since = (now - dt.timedelta(hours=2)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M")

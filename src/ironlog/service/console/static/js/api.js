@@ -68,15 +68,22 @@ export function q(params) {
 
 export const enc = encodeURIComponent;
 
-// Endpoints that may not exist on this server (newer APIs): a 404 hides
-// what needs them.  Remembered per page load.
+// A 404 for a route the server does not have (an older server): the
+// framework's own "Not Found", not an ironlog answer about a log or an entry
+// ("no such log", "entry 9 is not covered by a signed checkpoint yet").
+export function routeMissing(e) {
+  return e.status === 404 && /^not found$/i.test(e.message || "");
+}
+
+// Endpoints that may not exist on this server (newer APIs): their absence
+// hides what needs them.  Remembered per page load.
 const missing = new Set();
 export async function optional(kind, path) {
   if (missing.has(kind)) return null;
   try {
     return await api(path);
   } catch (e) {
-    if (e.status === 404) {
+    if (routeMissing(e)) {
       missing.add(kind);
       return null;
     }

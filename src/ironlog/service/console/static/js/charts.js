@@ -8,12 +8,30 @@ function seconds(iso) {
   return Math.floor(Date.parse(iso) / 1000);
 }
 
+const STEP = { "1m": 60, "5m": 300, "1h": 3600, "1d": 86400 };
+
+// The API leaves out buckets without entries: put them back as zeros over the
+// whole range asked for, so that a quiet hour is drawn as quiet, not as a
+// straight line between the busy ones.
+export function dense(stats) {
+  const step = STEP[stats.bucket];
+  if (!step) return stats.buckets;
+  const got = new Map(stats.buckets.map((b) => [seconds(b.start), b]));
+  const out = [];
+  const end = seconds(stats.to);
+  for (let t = Math.floor(seconds(stats.from) / step) * step; t < end; t += step) {
+    out.push(got.get(t) || { start: new Date(t * 1000).toISOString(), total: 0, counts: {} });
+  }
+  return out;
+}
+
 // Stacked series: each group's area sits on the ones before it; the legend
 // shows each group's own count.
 export function stackedChart(el, stats, width) {
   const groups = stats.group_by ? stats.groups : ["entries"];
-  const xs = stats.buckets.map((b) => seconds(b.start));
-  const own = groups.map((g) => stats.buckets.map((b) => (stats.group_by ? b.counts[g] || 0 : b.total)));
+  const buckets = dense(stats);
+  const xs = buckets.map((b) => seconds(b.start));
+  const own = groups.map((g) => buckets.map((b) => (stats.group_by ? b.counts[g] || 0 : b.total)));
   // failures on top (drawn last), so they stand out
   const order = groups.map((g, i) => i).sort((a, b) => FAILURE.test(groups[a]) - FAILURE.test(groups[b]));
   const stacked = [];
@@ -45,13 +63,16 @@ export function stackedChart(el, stats, width) {
     cursor: { drag: { x: false, y: false } },
   };
   el.replaceChildren();
+  el.dataset.buckets = String(xs.length);
   return new uPlot(opts, [xs, ...stacked.map((s) => s.data)], el);
 }
 
 export function sparkline(el, stats) {
-  const xs = stats.buckets.map((b) => seconds(b.start));
-  const ys = stats.buckets.map((b) => b.total);
+  const buckets = dense(stats);
+  const xs = buckets.map((b) => seconds(b.start));
+  const ys = buckets.map((b) => b.total);
   el.replaceChildren();
+  el.dataset.buckets = String(xs.length);
   el.setAttribute("title", `${ys.reduce((a, b) => a + b, 0)} entries in the last hour`);
   return new uPlot(
     {

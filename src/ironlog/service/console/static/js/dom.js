@@ -1,6 +1,8 @@
 // A tiny element builder: no innerHTML anywhere, so nothing from the log
 // can become markup (and the CSP forbids inline script and style anyway).
 
+import { routeMissing } from "./api.js";
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -110,7 +112,9 @@ export function message(kind, text) {
 }
 
 // A button that downloads an evidence bundle (GET .../evidence, a newer
-// API): where the server does not have it (404), the button goes away.
+// API): where the server does not have the route, the button goes away; any
+// other refusal (e.g. entries not yet under a signed checkpoint) is shown
+// and the button stays, to try again.
 export function evidenceButton(label, path, name, fetchBundle) {
   const b = h("button", { type: "button", text: label });
   const wrap = h("span", { class: "evidence" }, b);
@@ -120,7 +124,8 @@ export function evidenceButton(label, path, name, fetchBundle) {
       const text = await fetchBundle(path);
       download(name, "application/json", text);
     } catch (e) {
-      clear(wrap, h("span", { class: e.status === 404 ? "muted" : "bad", role: "status", text: e.status === 404 ? "Evidence bundles over HTTP are not available on this server (use `ironlog evidence export`)." : `Evidence bundle: ${e.message}` }));
+      if (routeMissing(e)) clear(wrap, h("span", { class: "muted", role: "status", text: "Evidence bundles over HTTP are not available on this server (use `ironlog evidence export`)." }));
+      else wrap.append(h("span", { class: "bad", role: "status", text: ` Evidence bundle: ${e.message}` }));
     } finally {
       b.disabled = false;
     }

@@ -191,7 +191,7 @@ function usageSection(usage) {
   const qt = usage.quota || {};
   return h("section", { class: "card", "aria-labelledby": "usage-title" },
     h("h2", { id: "usage-title", text: "Usage" }),
-    h("p", { class: "muted", text: `Quota: ${qt.entries_per_day ?? "no limit"} entries/day, ${qt.bytes ?? "no limit"} bytes.` }),
+    h("p", { class: "muted", text: `Quota: ${qt.entries_per_day ?? "no limit on"} entries per day, ${qt.bytes ?? "no limit on"} stored bytes.` }),
     table("Usage per day", ["Day", "Entries", "Bytes", "Per log"], rows));
 }
 

@@ -95,7 +95,7 @@ export async function logsView(main) {
     if (canRead) {
       optional("stats", `/v1/logs/${enc(lg.tenant)}/${enc(lg.name)}/stats${q({ from: new Date(Date.now() - 3600e3).toISOString(), bucket: "1m" })}`)
         .then((s) => (s ? sparkline(spark, s) : noStats(main)))
-        .catch(() => noStats(main));
+        .catch((e) => clear(spark, h("span", { class: "muted", title: e.message, text: "—" })));
     }
     return row;
   });
