@@ -7,6 +7,9 @@ system logs (``SystemLog``, engine/system_log.py), a tenant's signing keys
 (``TenantSigningKeys``, engine/signing_keys.py) and the logs' witness
 settings (``WitnessSettings``, engine/witnesses.py).  Creating a data
 directory: engine/datadir.py (``init_data_dir``, also importable from here).
+
+Over 400 lines: one class, the registry, whose opening of a log (the LRU of
+open logs, the head check on reopen, the driver choice) belongs together.
 """
 
 from __future__ import annotations

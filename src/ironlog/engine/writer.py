@@ -12,6 +12,9 @@ coroutine's asyncio future on that coroutine's loop).  The writer only
 places requests and wakes each event loop once per batch (measured: one
 wake-up per waiter cost 15% of the writer's time).
 
+Over 400 lines: the writer thread and the request it serves are one
+mechanism (placing, committing, signing, draining when the LRU closes a log).
+
 A checkpoint is signed only for a tree that is durable.  In ``sync`` mode
 every commit is fsync'd, so each batch signs its checkpoint in its
 transaction.  In ``interval`` and ``off`` modes a commit stores the tree
