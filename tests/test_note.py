@@ -232,3 +232,11 @@ def test_partial_tiles_and_widths_agree_with_the_tile_list(size: int) -> None:
             assert listed[(level, index)] == width
     assert tiles.tile_width_at(-1, size // 256, size) == size % 256
     assert tiles.tile_width_at(-1, 0, size) == min(size, 256)
+
+
+def test_checkpoint_size_reads_the_size_line_of_a_signed_note() -> None:
+    text = "example.com/log\n42\n" + "A" * 43 + "=\n\n— example.com/log abcd\n"
+    assert note.checkpoint_size(text) == 42
+    for bad in ("example.com/log\n", "o\n042\nr\n", "o\n-1\nr\n", "o\n" + "9" * 30 + "\nr\n"):
+        with pytest.raises(FormatError):
+            note.checkpoint_size(bad)

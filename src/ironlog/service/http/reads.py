@@ -10,7 +10,7 @@ from litestar import Response, Router
 
 from ironlog.core.entry import now_us
 from ironlog.core.merkle import leaf_hash
-from ironlog.core.note import b64encode, parse_checkpoint, parse_note
+from ironlog.core.note import b64encode, checkpoint_size
 from ironlog.core.numparse import parse_int
 from ironlog.core.tiles import parse_tile_path, tile_width_at
 from ironlog.core.timeparse import parse_time
@@ -118,7 +118,7 @@ def inclusion(lg: Log, index: int, size: int | None = None) -> Response[bytes]:
     return json_response(
         {
             "index": index,
-            "size": parse_checkpoint(parse_note(proof.checkpoint).text).size,
+            "size": checkpoint_size(proof.checkpoint),
             "inclusion_proof": [b64encode(h) for h in proof.proof],
             "checkpoint": proof.checkpoint,
         }
