@@ -186,6 +186,10 @@ def test_tiles_match_independent_rebuild(server: Server) -> None:
             builder.root(),
         )
         _err(c.get("/v1/logs/tileco/t/proof/inclusion", params={"index": 700}), 400)
+        # An entry outside the tree asked for is the caller's error, whatever the size.
+        for size in (0, 5):
+            r = c.get("/v1/logs/tileco/t/proof/inclusion", params={"index": 5, "size": size})
+            _err(r, 400)
 
 
 def test_tenant_isolation_and_scopes(server: Server) -> None:

@@ -134,8 +134,8 @@ class LogReader:
                     raise NotFoundError(f"entry {index} is not covered by a signed checkpoint yet")
             size = got[0] if got is not None else 0
         size = self._size(size)
-        note = self.checkpoint(size)
-        return TlogProof(index, tuple(self.inclusion_proof(index, size)), note)
+        proof = tuple(self.inclusion_proof(index, size))  # an index outside the tree: a 400
+        return TlogProof(index, proof, self.checkpoint(size))
 
     def entry(self, index: int) -> bytes:
         self._bounded(index=index)
