@@ -111,7 +111,8 @@ class QuotaGuard:
         self.logs = logs
         self._quotas: dict[str, tuple[float, Quota]] = {}
         self._usage: dict[str, _Usage] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _locks only
+        self._locks: dict[str, threading.Lock] = {}  # one per tenant: a re-read per tenant
 
     def quota(self, tenant: str) -> Quota:
         now = time.monotonic()
@@ -139,7 +140,11 @@ class QuotaGuard:
         return u.entries, u.bytes
 
     def _refresh(self, tenant: str, day: int) -> _Usage:
+        # Per tenant: one tenant's long catch-up (a large log aggregated for the
+        # first time) never holds up another tenant's quota check.
         with self._lock:
+            lock = self._locks.setdefault(tenant, threading.Lock())
+        with lock:
             entries = nbytes = 0
             for store, info in self.logs(tenant):
                 e, b = self.book.of(store, info).totals(day)
